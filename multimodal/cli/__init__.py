@@ -1,0 +1,64 @@
+"""The `multimodal` console script: one entry point, one module per subcommand.
+
+Each subcommand module has `register(subparsers)`; heavy imports happen inside the command
+functions, so `multimodal --help` and every `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from multimodal import __version__
+
+DESCRIPTION = """\
+A CLIP-style text-image model in one package: webdataset shards, contrastive training,
+zero-shot tagging, fine-tuning, a CLIP-conditioned diffusion decoder and a web demo.
+
+Every command works offline with the shipped default model ("builtin").
+Run `multimodal COMMAND --help` for the details of a command."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from multimodal.cli import demo, evaluate, export, generate, search, shards, tag, train
+
+    parser = argparse.ArgumentParser(prog="multimodal", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"multimodal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (tag, search, generate, shards, train, evaluate, export, demo):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, NotBuiltYet) as e:
+        # user errors: one readable line, no traceback (set MULTIMODAL_DEBUG=1 to see it)
+        import os
+
+        if os.environ.get("MULTIMODAL_DEBUG"):
+            raise
+        print(f"multimodal {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+class NotBuiltYet(RuntimeError):
+    """Raised by a subcommand whose implementation has not landed yet."""
+
+
+def not_built(what: str) -> None:
+    raise NotBuiltYet(f"{what} is not built yet in this version of multimodal; nothing was done")
+
+
+def add_subcommand(sub, name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=description or help_text, formatter_class=HelpFormatter)

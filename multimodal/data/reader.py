@@ -1,0 +1,242 @@
+"""The training and evaluation reader: a webdataset pipeline that counts what it skips.
+
+    shard URLs ─► (resampled | split by node, then by worker) ─► tar → samples ─► seeded shuffle
+        ─► skip to the resume position ─► guarded decode + model preprocessing ─► batch + tokenize
+
+Differences from a stock `webdataset.WebDataset(..., handler=warn_and_continue)` pipeline:
+- a bad sample (broken shard, corrupt image, bomb, missing caption) is skipped and *counted*, with no
+  0.5 s sleep per error; every batch carries the counts its worker saw since its last batch, and
+  `ShardReader.stats` adds them up in the main process so that a training log can show them;
+- the pixel count is checked from the image header before decoding;
+- given a seed the order is reproducible, and `state_dict()`/`load_state_dict()` resume the stream
+  exactly where it stopped (same samples, same order), for exact training resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from multimodal.data.images import DEFAULT_MAX_PIXELS, SHARD_IMAGE_KEYS, ImageError, open_image
+from multimodal.data.urls import expand_urls, shard_dir
+from multimodal.data.writer import read_index
+
+
+def derive_seed(*parts: int) -> int:
+    """A stable seed from integers (webdataset's make_seed hashes strings, which varies per process)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+@dataclass
+class ReaderStats:
+    """Counts gathered from all workers, in the main process."""
+
+    samples: int = 0
+    batches: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    consumed: dict[int, int] = field(default_factory=dict)  # logical worker -> samples taken past the shuffle
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+
+class ShardDataset(IterableDataset):
+    """Yields ready batches (dicts) from inside each DataLoader worker; see the module docstring."""
+
+    def __init__(self, urls: list[str], *, image_transform: Callable, tokenizer: Callable | None, batch_size: int,
+                 resampled: bool, shuffle_buffer: int, seed: int, epoch: int, rank: int, world_size: int,
+                 max_pixels: int | None, draft_size: int | None, return_meta: bool,
+                 worker_offset: int = 0, resume_consumed: dict[int, int] | None = None):
+        super().__init__()
+        self.urls = urls
+        self.image_transform = image_transform
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.resampled = resampled
+        self.shuffle_buffer = shuffle_buffer
+        self.seed, self.epoch = seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.max_pixels = max_pixels
+        self.draft_size = (draft_size, draft_size) if draft_size else None
+        self.return_meta = return_meta
+        self.worker_offset = worker_offset
+        self.resume_consumed = resume_consumed or {}
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        if info is None:
+            return 0, 1
+        # after a resume the loader starts at physical worker 0, but it must continue with the
+        # logical worker whose turn it was, so every stream keeps its identity (seed, shards, position)
+        return (info.id + self.worker_offset) % info.num_workers, info.num_workers
+
+    def _shard_stream(self, worker: int, num_workers: int) -> Iterator[dict]:
+        if self.resampled:
+            rng = random.Random(derive_seed(self.seed, self.epoch, self.rank, worker))
+            while True:
+                yield {"url": rng.choice(self.urls)}
+        urls = list(self.urls)
+        if self.shuffle_buffer > 0:
+            random.Random(derive_seed(self.seed, self.epoch)).shuffle(urls)  # same order on every rank
+        for url in urls[self.rank::self.world_size][worker::num_workers]:
+            yield {"url": url}
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, num_workers = self._worker()
+        skipped: Counter = Counter()
+        samples = self._tar_samples(self._shard_stream(worker, num_workers), skipped)
+        if self.shuffle_buffer > 0:
+            seed = derive_seed(self.seed, self.epoch, self.rank, worker, 1)
+            samples = wds.shuffle(self.shuffle_buffer, min(self.shuffle_buffer, 100), seed=seed)(samples)
+        consumed = self.resume_consumed.get(worker, 0)
+        samples = islice(samples, consumed, None)  # raw bytes only: skipping costs no decode
+
+        batch: list[dict] = []
+        for sample in samples:
+            consumed += 1
+            decoded = self.decode(sample, skipped)
+            if decoded is not None:
+                batch.append(decoded)
+            if len(batch) == self.batch_size:
+                yield self.collate(batch, worker, consumed, skipped)
+                batch = []
+                skipped.clear()  # cleared, not replaced: the tar stage above holds this same Counter
+        if batch or skipped:
+            yield self.collate(batch, worker, consumed, skipped)  # partial (eval) or stats-only
+
+    @staticmethod
+    def _tar_samples(shards: Iterator[dict], skipped: Counter) -> Iterator[dict]:
+        """Samples of each shard in turn; a shard that breaks (truncated, unreadable) ends there and is counted once."""
+        for shard in shards:
+            try:
+                yield from wds.tarfile_to_samples()(iter([shard]))
+            except Exception:  # noqa: BLE001 - any I/O or tar error of one shard must not stop the stream
+                skipped["broken_shard"] += 1
+
+    def decode(self, sample: dict, skipped: Counter) -> dict | None:
+        image_key = next((k for k in SHARD_IMAGE_KEYS if k in sample), None)
+        if image_key is None:
+            skipped["missing_image"] += 1
+            return None
+        caption = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
+        if not caption:
+            skipped["missing_caption"] += 1
+            return None
+        try:
+            image = open_image(sample[image_key], max_pixels=self.max_pixels, draft_size=self.draft_size)
+        except ImageError as e:
+            skipped[e.reason] += 1
+            return None
+        out = {"image": self.image_transform(image), "caption": caption, "key": sample["__key__"]}
+        if self.return_meta:
+            try:
+                out["meta"] = json.loads(sample["json"]) if "json" in sample else {}
+            except ValueError:
+                out["meta"] = {}
+        return out
+
+    def collate(self, batch: list[dict], worker: int, consumed: int, skipped: Counter) -> dict:
+        captions = [s["caption"] for s in batch]
+        out = {
+            "image": torch.stack([s["image"] for s in batch]) if batch else torch.empty(0),
+            "caption": captions,
+            "key": [s["key"] for s in batch],
+            "_worker": worker,
+            "_consumed": consumed,
+            "_skipped": dict(skipped),
+        }
+        if self.tokenizer is not None and batch:
+            out["text"] = self.tokenizer(captions)
+        if self.return_meta:
+            out["meta"] = [s["meta"] for s in batch]
+        return out
+
+
+class ShardReader:
+    """Batches of `{"image": [B,3,H,W], "text": [B,L], "caption": [...], "key": [...]}` from shards.
+
+    Args:
+        spec: folder, glob, brace pattern, URL or `pipe:` command (see `multimodal.data.urls`).
+        image_transform: the model's own preprocessing (PIL image -> tensor).
+        tokenizer: captions -> [B, L] token ids; None to return captions only.
+        train: True for an endless resampled, shuffled stream; False for one exact, ordered pass
+            split across ranks and workers, each sample seen once.
+        seed: the order is a function of (seed, epoch, rank, worker) alone.
+    """
+
+    def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
+                 train: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
+                 shuffle_buffer: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
+                 world_size: int | None = None, prefetch_factor: int = 4):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.urls = expand_urls(spec)
+        self.train = train
+        self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
+        default_rank, default_world = dist_info()
+        self._dataset_kwargs = dict(
+            image_transform=image_transform, tokenizer=tokenizer, batch_size=batch_size, resampled=train,
+            shuffle_buffer=(1000 if train else 0) if shuffle_buffer is None else shuffle_buffer, seed=seed,
+            epoch=epoch, rank=default_rank if rank is None else rank,
+            world_size=default_world if world_size is None else world_size, max_pixels=max_pixels,
+            draft_size=draft_size, return_meta=return_meta)
+        self.stats = ReaderStats()
+        self._resume: dict | None = None
+
+    @property
+    def num_samples(self) -> int | None:
+        """Sample count from `index.json` (or open_clip's `sizes.json`), if the shards have one."""
+        folder = shard_dir(self.urls)
+        index = read_index(folder) if folder else None
+        if index is None:
+            return None
+        counts = {s["name"]: s["count"] for s in index["shards"]}
+        names = [u.rsplit("/", 1)[-1] for u in self.urls]
+        return sum(counts.get(n, 0) for n in names) if all(n in counts for n in names) else None
+
+    def state_dict(self) -> dict:
+        return {"batches": self.stats.batches, "consumed": dict(self.stats.consumed), "num_workers": self.num_workers}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["num_workers"] != self.num_workers:
+            raise ValueError(f"cannot resume the data stream exactly: it was read with {state['num_workers']} "
+                             f"workers, this run has {self.num_workers}")
+        self._resume = state
+        self.stats.batches = state["batches"]
+        self.stats.consumed = {int(k): v for k, v in state["consumed"].items()}
+
+    def _loader(self) -> DataLoader:
+        resume = self._resume or {"batches": 0, "consumed": {}}
+        dataset = ShardDataset(self.urls, **self._dataset_kwargs,
+                               worker_offset=resume["batches"] % max(1, self.num_workers),
+                               resume_consumed={int(k): v for k, v in resume["consumed"].items()})
+        extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers > 0 else {}
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, **extra)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self._loader():
+            self.stats.skipped.update(batch.pop("_skipped"))
+            self.stats.consumed[batch.pop("_worker")] = batch.pop("_consumed")
+            if not batch["caption"]:
+                continue  # stats-only tail of a worker
+            self.stats.samples += len(batch["caption"])
+            self.stats.batches += 1
+            yield batch

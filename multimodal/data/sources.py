@@ -1,0 +1,190 @@
+"""Where samples come from before they become shards: caption folders, ImageFolders, CSV and JSONL.
+
+Each source yields `SourceItem`s. An item holds a *reference* to its image (a path, a URL, or a
+picklable loader), never the decoded pixels, so a plan of 100k items is cheap and can be handed
+to worker processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import re
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from multimodal.data.images import is_image_path
+
+SOURCE_TYPES = ("auto", "captions", "imagefolder", "csv", "jsonl")
+IMAGE_COLUMNS = ("image", "image_path", "filepath", "path", "file", "url", "image_url")
+CAPTION_COLUMNS = ("caption", "text", "title", "description")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass
+class SourceItem:
+    key: str
+    caption: str | None
+    image: str | Callable[[], bytes]  # local path, http(s) URL, or a picklable loader returning encoded bytes
+    labels: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def source_name(self) -> str:
+        return self.image if isinstance(self.image, str) else self.meta.get("source", self.key)
+
+
+def make_key(text: str) -> str:
+    """A webdataset key: no dots (webdataset splits the extension at the first dot) and no slashes."""
+    return _KEY_UNSAFE.sub("_", text).strip("_") or "sample"
+
+
+def dedupe_keys(items: list[SourceItem]) -> list[SourceItem]:
+    """Make keys unique by suffixing a short hash of the source; the order is kept."""
+    seen: set[str] = set()
+    for item in items:
+        if item.key in seen:
+            digest = hashlib.sha1(item.source_name().encode()).hexdigest()[:8]
+            item.key = f"{item.key}-{digest}"
+        seen.add(item.key)
+    return items
+
+
+def load_image_bytes(ref: str | Callable[[], bytes], timeout: float = 30.0) -> bytes:
+    if callable(ref):
+        return ref()
+    if ref.startswith(("http://", "https://")):
+        with urllib.request.urlopen(ref, timeout=timeout) as response:  # noqa: S310 - user-provided dataset URL
+            return response.read()
+    return Path(ref).read_bytes()
+
+
+def read_caption(path: Path, whole_file: bool = False) -> str | None:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if whole_file:
+        return " ".join(text.split()) or None
+    return next((line.strip() for line in text.splitlines() if line.strip()), None)
+
+
+def humanize(name: str) -> str:
+    return " ".join(name.replace("_", " ").replace("-", " ").split())
+
+
+def iter_image_files(root: Path) -> Iterator[Path]:
+    yield from sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+
+
+def caption_folder(root: Path, *, whole_file: bool = False) -> list[SourceItem]:
+    """Images with a same-stem `.txt` caption; images without one are kept with caption None (skipped later)."""
+    items = []
+    for path in iter_image_files(root):
+        rel = path.relative_to(root)
+        txt = path.with_suffix(".txt")
+        caption = read_caption(txt, whole_file) if txt.is_file() else None
+        items.append(SourceItem(make_key(str(rel.with_suffix(""))), caption, str(path), meta={"source": str(rel)}))
+    return items
+
+
+def image_folder(root: Path, *, template: str = "{}") -> list[SourceItem]:
+    """One subfolder per class; the caption is `template` filled with the humanized class name."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"{root}: an ImageFolder needs one subfolder per class, found none")
+    items = []
+    for label in classes:
+        for path in iter_image_files(root / label):
+            rel = path.relative_to(root)
+            caption = template.format(humanize(label))
+            key = make_key(str(rel.with_suffix("")))
+            items.append(SourceItem(key, caption, str(path), [label], {"source": str(rel)}))
+    return items
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, src: Path) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise ValueError(f"{src}: no {what} column {wanted!r}; columns are {columns}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise ValueError(f"{src}: cannot tell which column holds the {what} (tried {list(candidates)}); "
+                     f"columns are {columns}. Name it with --{what}-col")
+
+
+def table_rows(src: Path, kind: str) -> Iterator[dict]:
+    if kind == "jsonl":
+        with open(src, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{src}:{lineno}: not valid JSON ({e.msg})") from None
+    else:
+        with open(src, encoding="utf-8", newline="") as f:
+            dialect = "excel-tab" if src.suffix.lower() == ".tsv" else "excel"
+            yield from csv.DictReader(f, dialect=dialect)
+
+
+def table_source(src: Path, kind: str, *, image_col: str | None = None, caption_col: str | None = None,
+                 label_col: str | None = None) -> list[SourceItem]:
+    """A CSV/TSV or JSONL file with an image path-or-URL column and a caption column."""
+    rows = list(table_rows(src, kind))
+    if not rows:
+        raise ValueError(f"{src}: no rows")
+    columns = list(rows[0].keys())
+    image_col = _pick_column(columns, image_col, IMAGE_COLUMNS, "image", src)
+    caption_col = _pick_column(columns, caption_col, CAPTION_COLUMNS, "caption", src)
+    items = []
+    for i, row in enumerate(rows):
+        ref = str(row.get(image_col) or "").strip()
+        if ref and not ref.startswith(("http://", "https://")) and not Path(ref).is_absolute():
+            ref = str(src.parent / ref)
+        caption = row.get(caption_col)
+        caption = " ".join(str(caption).split()) if caption is not None else None
+        labels = row.get(label_col) if label_col else None
+        labels = labels if isinstance(labels, list) else [str(labels)] if labels else []
+        stem = Path(ref.split("?")[0]).stem if ref else f"row{i}"
+        meta = {"source": ref, "row": i}
+        meta.update({k: v for k, v in row.items() if k not in (image_col, caption_col, label_col)})
+        items.append(SourceItem(make_key(f"{i:07d}_{stem}"), caption or None, ref, labels, meta))
+    return items
+
+
+def detect_source_type(src: Path) -> str:
+    if src.is_file():
+        suffix = src.suffix.lower()
+        if suffix in (".csv", ".tsv"):
+            return "csv"
+        if suffix in (".jsonl", ".ndjson"):
+            return "jsonl"
+        raise ValueError(f"{src}: a file source must be .csv, .tsv or .jsonl")
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    for path in iter_image_files(src):
+        if path.with_suffix(".txt").is_file():
+            return "captions"
+    if any(d.is_dir() for d in src.iterdir()):
+        return "imagefolder"
+    raise ValueError(f"{src}: found no image with a same-stem .txt caption and no class subfolders; "
+                     "say which layout it is with --source-type")
+
+
+def load_source(src: str | Path, source_type: str = "auto", **options) -> list[SourceItem]:
+    src = Path(src)
+    kind = detect_source_type(src) if source_type == "auto" else source_type
+    builders: dict[str, Callable[..., list[SourceItem]]] = {
+        "captions": functools.partial(caption_folder, whole_file=options.get("whole_caption", False)),
+        "imagefolder": functools.partial(image_folder, template=options.get("caption_template", "{}")),
+        "csv": functools.partial(table_source, kind="csv", image_col=options.get("image_col"),
+                                 caption_col=options.get("caption_col"), label_col=options.get("label_col")),
+        "jsonl": functools.partial(table_source, kind="jsonl", image_col=options.get("image_col"),
+                                   caption_col=options.get("caption_col"), label_col=options.get("label_col")),
+    }
+    if kind not in builders:
+        raise ValueError(f"unknown source type {kind!r}; choose from {SOURCE_TYPES}")
+    return dedupe_keys(builders[kind](src))

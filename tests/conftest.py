@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny real image sources built in tmp_path that mimic the real layouts."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+WORDS = ["red apple", "blue car", "green tree", "smiling face", "yellow star", "black cat", "white dog", "orange fish"]
+
+
+def make_image(path: Path, seed: int, size: tuple[int, int] = (40, 32), mode: str = "RGB") -> Path:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 255, (size[1], size[0], channels), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(path)
+    return path
+
+
+def png_bomb_bytes(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (the pixel data is a stub)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def caption_dir(tmp_path: Path) -> Path:
+    """Tux Paint-like: nested folders of X.png / X.jpg beside X.txt captions (first line English)."""
+    root = tmp_path / "captions"
+    for i in range(24):
+        folder = root / ("animals" if i % 2 else "food") / f"group{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        ext = ".jpg" if i % 4 == 0 else ".png"
+        make_image(folder / f"item{i:02d}{ext}", seed=i)
+        (folder / f"item{i:02d}.txt").write_text(f"A {WORDS[i % len(WORDS)]} number {i}.\nfr.utf8=Une chose.\n")
+    return root
+
+
+@pytest.fixture
+def imagefolder_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "imagefolder"
+    for c, name in enumerate(["ankle_boot", "t-shirt", "bag"]):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            make_image(root / name / f"{i}.png", seed=100 * c + i, mode="L")
+    return root
