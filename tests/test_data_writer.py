@@ -143,3 +143,19 @@ def test_refuses_to_mix_different_sources(caption_dir, imagefolder_dir, tmp_path
         write_shards(load_source(imagefolder_dir), tmp_path / "out", progress=False)
     write_shards(load_source(imagefolder_dir), tmp_path / "out", overwrite=True, progress=False)
     assert len(read_all(tmp_path / "out")) == 15
+
+
+def test_truncated_header_is_a_clear_error():
+    import io
+
+    from multimodal.data.images import ImageError
+
+    img = Image.new("P", (50, 50))
+    img.putpalette([i % 256 for i in range(768)])
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    data = buf.getvalue()
+    for cut in range(9, len(data) - 1, 5):  # every cut, including inside the palette chunk
+        with pytest.raises(ImageError) as info:
+            open_image(data[:cut])
+        assert info.value.reason in ("corrupt", "not_an_image")

@@ -89,6 +89,8 @@ def open_image(
                                          "(possible decompression bomb)") from None
         except UnidentifiedImageError:
             raise ImageError("not_an_image", f"{name}: not a readable image file") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:  # header present but cut short or damaged
+            raise ImageError("corrupt", f"{name}: corrupt or truncated image header ({e})") from None
         check_pixels(img.size, max_pixels, name)
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", draft_size)

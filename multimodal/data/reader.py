@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
+import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -34,6 +35,30 @@ from multimodal.data.writer import read_index
 def derive_seed(*parts: int) -> int:
     """A stable seed from integers (webdataset's make_seed hashes strings, which varies per process)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def split_transform(transform: Callable) -> tuple[Callable, torch.Tensor | None, torch.Tensor | None]:
+    """Split a torchvision `Compose([... PIL steps ..., ToTensor, Normalize])` into its PIL part and (mean, std).
+
+    The reader then turns each image into a uint8 tensor, and converts + normalizes once per batch in
+    the main process (or on the GPU): the same numbers as the per-sample transform (same operations,
+    same order), with a quarter of the bytes between processes and no float copy per image. Any
+    other transform is applied per sample, unchanged.
+    """
+    steps = getattr(transform, "transforms", None)
+    if (not steps or len(steps) < 2 or type(steps[-1]).__name__ != "Normalize"
+            or type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor")):
+        return transform, None, None
+    from torchvision.transforms import Compose
+
+    mean = torch.tensor(steps[-1].mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(steps[-1].std, dtype=torch.float32).view(1, -1, 1, 1)
+    return Compose(steps[:-2]), mean, std
+
+
+def to_uint8_tensor(image) -> torch.Tensor:
+    """PIL RGB image -> [3, H, W] uint8 (a view of the decoded pixels, no float copy)."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 def dist_info() -> tuple[int, int]:
@@ -66,6 +91,7 @@ class ShardDataset(IterableDataset):
         super().__init__()
         self.urls = urls
         self.image_transform = image_transform
+        self.pil_transform, self.mean, self.std = split_transform(image_transform)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.resampled = resampled
@@ -143,7 +169,9 @@ class ShardDataset(IterableDataset):
         except ImageError as e:
             skipped[e.reason] += 1
             return None
-        out = {"image": self.image_transform(image), "caption": caption, "key": sample["__key__"]}
+        pixels = self.pil_transform(image)
+        out = {"image": to_uint8_tensor(pixels) if self.mean is not None else pixels, "caption": caption,
+               "key": sample["__key__"]}
         if self.return_meta:
             try:
                 out["meta"] = json.loads(sample["json"]) if "json" in sample else {}
@@ -151,10 +179,14 @@ class ShardDataset(IterableDataset):
                 out["meta"] = {}
         return out
 
+    @staticmethod
+    def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(images) if images else torch.empty(0)
+
     def collate(self, batch: list[dict], worker: int, consumed: int, skipped: Counter) -> dict:
         captions = [s["caption"] for s in batch]
         out = {
-            "image": torch.stack([s["image"] for s in batch]) if batch else torch.empty(0),
+            "image": self.stack_images([s["image"] for s in batch]),
             "caption": captions,
             "key": [s["key"] for s in batch],
             "_worker": worker,
@@ -178,13 +210,15 @@ class ShardReader:
         train: True for an endless resampled, shuffled stream; False for one exact, ordered pass
             split across ranks and workers, each sample seen once.
         seed: the order is a function of (seed, epoch, rank, worker) alone.
+        device: where batches are normalized; with a standard torchvision transform, workers send uint8
+            pixels and the ToTensor/Normalize arithmetic runs here, once per batch.
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
                  train: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
                  shuffle_buffer: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
-                 world_size: int | None = None, prefetch_factor: int = 4):
+                 world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
@@ -200,6 +234,10 @@ class ShardReader:
             draft_size=draft_size, return_meta=return_meta)
         self.stats = ReaderStats()
         self._resume: dict | None = None
+        self.device = torch.device(device)
+        _, mean, std = split_transform(image_transform)
+        self.mean = None if mean is None else mean.to(self.device)
+        self.std = None if std is None else std.to(self.device)
 
     @property
     def num_samples(self) -> int | None:
@@ -237,6 +275,9 @@ class ShardReader:
             self.stats.consumed[batch.pop("_worker")] = batch.pop("_consumed")
             if not batch["caption"]:
                 continue  # stats-only tail of a worker
+            if self.mean is not None:  # workers send uint8 (4x less to copy); ToTensor + Normalize happen here
+                images = batch["image"].to(self.device, non_blocking=True)
+                batch["image"] = images.float().div_(255).sub_(self.mean).div_(self.std)
             self.stats.samples += len(batch["caption"])
             self.stats.batches += 1
             yield batch
