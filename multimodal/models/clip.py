@@ -62,7 +62,8 @@ class CLIPModel(nn.Module):
         """PIL image -> [3, H, W] tensor, as this model was trained (open_clip's transform)."""
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        cfg = PreprocessCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config.preprocess_cfg.items()})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config.preprocess_cfg.items()}
+        cfg = PreprocessCfg(**fields)
         return image_transform_v2(cfg, is_train=train, aug_cfg=aug_cfg)
 
     @property
