@@ -89,14 +89,40 @@ def lock_towers(model: nn.Module, towers: dict) -> None:
     """Freeze the towers as the config says (LiT): all but the last `unlocked_groups`/`unlocked_layers`."""
     image, text = towers.get("image", {}), towers.get("text", {})
     if image.get("lock"):
-        model.lock_image_tower(unlocked_groups=int(image.get("unlocked_groups", 0)),
-                               freeze_bn_stats=bool(image.get("freeze_bn_stats", True)))
+        unlocked, freeze_bn = int(image.get("unlocked_groups", 0)), bool(image.get("freeze_bn_stats", True))
+        if hasattr(model.visual, "trunk"):
+            lock_timm_image_tower(model.visual, unlocked, freeze_bn)
+        else:
+            model.lock_image_tower(unlocked_groups=unlocked, freeze_bn_stats=freeze_bn)
     if text.get("lock"):
         unlocked = int(text.get("unlocked_layers", 0))
         if hasattr(model, "text") and hasattr(model.text, "transformer"):
             lock_hf_text_tower(model.text, unlocked)
         else:
             model.lock_text_tower(unlocked_layers=unlocked)
+
+
+def lock_timm_image_tower(visual: nn.Module, unlocked_groups: int, freeze_bn_stats: bool) -> None:
+    """Freeze a timm trunk except its last `unlocked_groups` layer groups (timm's `group_matcher`).
+
+    Written here because open_clip's `TimmModel.lock` swaps timm's `BatchNormAct2d` for a plain
+    `FrozenBatchNorm2d`, which silently drops the activation inside it; timm's own `freeze` keeps it.
+    """
+    from timm.models import group_modules, group_parameters
+    from timm.utils.model import freeze
+
+    trunk = visual.trunk
+    matcher = trunk.group_matcher()
+    groups = group_parameters(trunk, matcher)
+    last_locked = max(groups) - unlocked_groups
+    for group_id, names in groups.items():
+        if group_id <= last_locked:
+            for name in names:
+                trunk.get_parameter(name).requires_grad = False
+    if freeze_bn_stats:
+        locked = [name for name, group_id in group_modules(trunk, matcher, reverse=True).items()
+                  if group_id <= last_locked]
+        freeze(trunk, locked, include_bn_running_stats=True)
 
 
 def lock_hf_text_tower(text: nn.Module, unlocked_layers: int) -> None:
