@@ -113,6 +113,9 @@ def build_model(cfg: TrainConfig):
     from multimodal.models import create_model, get_config
 
     config = get_config(cfg.model.name)
+    if cfg.model.image_size:
+        config.model_cfg["vision_cfg"]["image_size"] = cfg.model.image_size
+        config.preprocess_cfg["size"] = cfg.model.image_size
     for tower, settings in cfg.model.towers.items():
         config.towers[tower] = {**config.towers.get(tower, {}), **settings}
     overrides = {}
@@ -146,6 +149,8 @@ class Trainer:
         self.model = (model or build_model(cfg)).to(self.info.device)
         if cfg.model.grad_checkpointing:
             self.model.model.set_grad_checkpointing(True)
+        self.memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+        self.model.model.visual.to(memory_format=self.memory_format)
         self.ddp = DDP(self.model, device_ids=[self.info.device] if self.info.device.type == "cuda" else None) \
             if self.info.distributed else self.model
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
@@ -252,7 +257,8 @@ class Trainer:
                 micro = []
                 for _ in range(cfg.optim.accum_steps):
                     batch = next(batches)
-                    micro.append((batch["image"].to(info.device), batch["text"].to(info.device)))
+                    images = batch["image"].to(info.device).contiguous(memory_format=self.memory_format)
+                    micro.append((images, batch["text"].to(info.device)))
                 loss = contrastive_step(self.ddp, micro, self.loss_fn, self.autocast)
                 if not self.finite_everywhere(loss):
                     self.optimizer.zero_grad(set_to_none=True)
