@@ -98,6 +98,8 @@ def contrastive_step(model: nn.Module, micro_batches: list[tuple[torch.Tensor, t
             out = dict(live)
             for key in ("image_features", "text_features"):
                 out[key] = torch.cat([c[key] for c in cached[:j]] + [live[key]] + [c[key] for c in cached[j + 1:]])
+            if j < len(micro_batches) - 1:  # the temperature (and bias) get their full gradient once, not J times
+                out.update({k: v.detach() for k, v in out.items() if k in ("logit_scale", "logit_bias")})
             loss = loss_from_outputs(loss_fn, out)
             loss.backward()
     return loss.detach()

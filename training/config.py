@@ -94,6 +94,11 @@ def _check_type(value, annotation, where: str):
     target = origin or annotation
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if target is float and isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if target is type(None) and value is None:
         return None
     if not isinstance(value, target) or (target is int and isinstance(value, bool)):
@@ -125,7 +130,10 @@ def apply_override(data: dict, override: str) -> None:
     if "=" not in override:
         raise ValueError(f"override {override!r} is not of the form key=value")
     key, raw = override.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {override!r}: the value is not valid YAML ({e.problem}); quote it") from None
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:

@@ -1,0 +1,124 @@
+import json
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import multimodal as mm
+from multimodal.models.io import PickleCheckpointRefused
+
+
+def seeded(name="tiny", seed=0, **kw):
+    torch.manual_seed(seed)
+    return mm.create_model(name, **kw).eval()
+
+
+def outputs(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(3, 3, model.image_size, model.image_size, generator=g)
+    with torch.inference_mode():
+        return model.encode_image(images), model.encode_text(model.tokenize(["a red apple", "a blue car", "x"]))
+
+
+def assert_same(a, b):
+    for x, y in zip(outputs(a), outputs(b)):
+        assert torch.equal(x, y)
+
+
+def test_registry_lists_architectures():
+    assert {"tiny", "small", "ViT-B-32", "lit-effnet-minilm"} <= set(mm.list_models())
+    with pytest.raises(ValueError, match="choose from"):
+        mm.create_model("no-such-model")
+    with pytest.raises(ValueError, match="architecture without weights"):
+        mm.from_pretrained("tiny")
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    model = seeded()
+    folder = model.save_pretrained(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["preprocess_cfg"]["size"] == 32 and config["tokenizer"] == {"type": "clip", "context_length": 32}
+    loaded = mm.from_pretrained(folder)
+    assert loaded.model.state_dict().keys() == model.model.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), model.model.state_dict().values()))
+    assert_same(model, loaded)
+    assert torch.equal(loaded.tokenize("a cat"), model.tokenize("a cat"))
+
+
+def test_lit_model_ships_only_what_was_trained(tmp_path):
+    model = seeded("lit-effnet-minilm")
+    with torch.no_grad():  # stand-in for training: the trainable parts move away from the packaged weights
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    folder = model.save_pretrained(tmp_path / "lit")
+    size_mb = (folder / "model.safetensors").stat().st_size / 1e6
+    assert json.loads((folder / "config.json").read_text())["packaged_tensors_omitted"] > 200
+    assert size_mb < 20, f"{size_mb:.1f} MB: the frozen towers should come from their packages"
+    assert_same(model, mm.from_pretrained(folder))
+
+
+def test_locked_image_tower_keeps_the_pretrained_function():
+    """Regression: open_clip's lock replaced timm's BatchNormAct2d (BN + ReLU6) with a bare FrozenBatchNorm2d."""
+    import timm
+
+    from multimodal.models.towers import effnet_lite0_imagenet_state_dict
+
+    reference = timm.create_model("efficientnet_lite0", pretrained=False)
+    reference.load_state_dict(effnet_lite0_imagenet_state_dict())
+    reference.eval()
+    model = seeded("lit-effnet-minilm")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        want = reference.forward_head(reference.forward_features(x), pre_logits=True)
+        assert torch.allclose(model.model.visual.trunk(x), want, atol=1e-4)
+
+
+def test_pickle_checkpoint_refused_unless_opted_in(tmp_path):
+    model = seeded()
+    folder = model.save_pretrained(tmp_path / "m")
+    torch.save(model.model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(PickleCheckpointRefused, match="allow_pickle=True"):
+        mm.from_pretrained(folder)
+    assert_same(model, mm.from_pretrained(folder, allow_pickle=True))
+
+
+@pytest.fixture
+def open_clip_tiny_arch(tmp_path):
+    """A tiny architecture registered in open_clip's own registry, as if it were one of its built-ins."""
+    config = json.loads((mm.models.config.CONFIG_DIR / "tiny.json").read_text())["model_cfg"]
+    path = tmp_path / "mm-test-tiny.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return "mm-test-tiny"
+
+
+def test_open_clip_arch_tag_from_a_local_weights_file(tmp_path, open_clip_tiny_arch):
+    torch.manual_seed(0)
+    reference = open_clip.create_model(open_clip_tiny_arch).eval()
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(weights))
+    model = mm.from_pretrained(f"{open_clip_tiny_arch}:{weights}")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(model.encode_image(images), reference.encode_image(images, normalize=True))
+    pickled = tmp_path / "weights.pt"
+    torch.save(reference.state_dict(), pickled)
+    with pytest.raises(PickleCheckpointRefused):
+        mm.from_pretrained(f"{open_clip_tiny_arch}:{pickled}")
+    assert mm.from_pretrained(f"{open_clip_tiny_arch}:{pickled}", allow_pickle=True) is not None
+    # and it saves as an ordinary multimodal folder
+    again = mm.from_pretrained(model.save_pretrained(tmp_path / "saved"))
+    with torch.inference_mode():
+        assert torch.equal(again.encode_image(images), model.encode_image(images))
+
+
+def test_raw_open_clip_loads_our_folder(tmp_path):
+    model = seeded()
+    folder = model.save_pretrained(tmp_path / "m")
+    oc_model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(oc_model.eval().encode_image(images, normalize=True), model.encode_image(images))

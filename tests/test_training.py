@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import WORDS, make_image
+from multimodal_train.checkpoint import list_checkpoints, load_checkpoint
+from multimodal_train.config import TrainConfig, load_config
+from multimodal_train.metrics import read_metrics
+
+from multimodal.data.sources import SourceItem
+from multimodal.data.writer import write_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def labelled_shards(tmp_path_factory):
+    """48 captioned, labelled images in 4 shards (plus a 16-image held-out set)."""
+    root = tmp_path_factory.mktemp("labelled")
+    items = []
+    for i in range(64):
+        label = WORDS[i % len(WORDS)]
+        path = make_image(root / f"img{i}.png", seed=i, size=(36, 36))
+        items.append(SourceItem(f"img{i:03d}", f"a {label}", str(path), [label]))
+    write_shards(items[:48], root / "train", shard_size=12, progress=False)
+    write_shards(items[48:], root / "eval", shard_size=16, progress=False)
+    return root
+
+
+def overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"run_dir={run_dir}", f"data.train={shards / 'train'}", "data.batch_size=8", "data.num_workers=1",
+            f"eval.zeroshot={{toy: {shards / 'eval'}}}", f"eval.retrieval={{toy: {shards / 'eval'}}}",
+            "threads=1", *extra]
+
+
+def train_cli(*args, check=True):
+    run = subprocess.run([sys.executable, "-m", "multimodal", "train", "clip", "--config", "tiny-ci", *args],
+                         capture_output=True, text=True, timeout=600)
+    if check:
+        assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_config_from_yaml_and_typed_overrides():
+    cfg = load_config("tiny-ci", ["steps=7", "optim.lr=5e-4", "model.towers={image: {lock: false}}",
+                                  'data.caption_templates=["a {}"]'])
+    assert isinstance(cfg, TrainConfig) and cfg.steps == 7 and cfg.optim.lr == 5e-4
+    assert cfg.model.towers == {"image": {"lock": False}} and cfg.data.caption_templates == ["a {}"]
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_config("tiny-ci", ["optim.learning_rate=1"])
+    with pytest.raises(TypeError, match="steps: expected int"):
+        load_config("tiny-ci", ["steps=many"])
+    with pytest.raises(FileNotFoundError, match="recipes:"):
+        load_config("no-such-recipe")
+
+
+def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
+    run_dir = tmp_path / "run"
+    train_cli(*overrides(labelled_shards, run_dir, "steps=6", "log_every=2", "checkpoint_every=2",
+                         "keep_checkpoints=2", "eval.every=4"))
+    assert [p.name for p in list_checkpoints(run_dir / "checkpoints")] == ["step-00000004.ckpt", "step-00000006.ckpt"]
+    assert "steps: 6" in (run_dir / "config.yaml").read_text()
+    records = read_metrics(run_dir)
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    assert train_steps == [2, 4, 6] and all(r["train/skipped"] == 0 for r in records if "train/loss" in r)
+    evals = [r for r in records if "eval/toy/top1" in r]
+    assert [r["step"] for r in evals] == [4, 6] and "eval/toy/text_to_image_R@5" in evals[-1]
+    assert (run_dir / "curves.png").stat().st_size > 10_000 and any((run_dir / "tb").iterdir())
+    import multimodal as mm
+
+    assert mm.from_pretrained(run_dir / "final").config.name == "tiny"
+
+
+def test_exact_resume_after_sigkill(labelled_shards, tmp_path):
+    args = ("steps=14", "log_every=1", "checkpoint_every=4", "precision=fp32")
+    train_cli(*overrides(labelled_shards, tmp_path / "straight", *args))
+    straight = {r["step"]: r["train/loss"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r}
+
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "multimodal", "train", "clip", "--config", "tiny-ci",
+           *overrides(labelled_shards, run_dir, *args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "checkpoints" / "step-00000008.ckpt").exists():
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [int(p.stem.split("-")[1]) for p in list_checkpoints(run_dir / "checkpoints")]
+    assert done and max(done) < 14, f"the run should have been killed mid-way, checkpoints: {done}"
+
+    train_cli(*overrides(labelled_shards, run_dir, *args), "--resume", "latest")
+    resumed = {r["step"]: r["train/loss"] for r in read_metrics(run_dir) if "train/loss" in r}
+    assert sorted(resumed) == list(range(1, 15))
+    assert resumed == straight  # every step's loss, before and after the resume, bit for bit
+
+
+def test_nan_guard_stops_and_never_saves_bad_weights(labelled_shards, tmp_path):
+    run_dir = tmp_path / "nan"
+    run = train_cli(*overrides(labelled_shards, run_dir, "steps=30", "precision=fp32", "optim.lr=1e30",
+                               "optim.warmup_steps=1", "optim.grad_clip=0", "checkpoint_every=1",
+                               "max_nan_skips=2"), check=False)
+    assert run.returncode != 0
+    assert "step" in run.stderr and ("NaN" in run.stderr or "non-finite" in run.stderr)
+    for ckpt in list_checkpoints(run_dir / "checkpoints"):
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(ckpt)["model"].values()
+                   if torch.is_floating_point(v))
+
+
+def test_accumulation_gives_the_full_batch_gradient():
+    from multimodal_train.clip import contrastive_step, make_loss
+    from multimodal_train.distributed import DistInfo
+
+    import multimodal as mm
+
+    torch.manual_seed(0)
+    model = mm.create_model("tiny")
+    images, tokens = torch.randn(8, 3, 32, 32), model.tokenize([f"thing {i}" for i in range(8)])
+    loss_fn = make_loss("clip", DistInfo())
+
+    def grads(micro):
+        model.zero_grad()
+        loss = contrastive_step(model, micro, loss_fn, lambda: torch.autocast("cpu", enabled=False))
+        return loss, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    full_loss, full = grads([(images, tokens)])
+    acc_loss, acc = grads([(images[:4], tokens[:4]), (images[4:], tokens[4:])])
+    assert torch.allclose(full_loss, acc_loss, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(full, acc))
+
+
+def test_two_rank_ddp_matches_one_rank_on_the_global_batch(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU): loss and gradients equal a 1-process run on the same 8 samples."""
+    out = tmp_path / "ddp.pt"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29561", str(ROOT / "tests" / "ddp_worker.py"), str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = torch.load(out, weights_only=True)
+    assert abs(result["loss_2rank"] - result["loss_1rank"]) < 1e-5
+    for name, g1 in result["grads_1rank"].items():
+        assert torch.allclose(result["grads_2rank"][name], g1, atol=1e-5), name
+    print(json.dumps({"loss": result["loss_2rank"], "params_compared": len(result["grads_1rank"])}))
