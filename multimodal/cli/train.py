@@ -16,6 +16,11 @@ RUN_DIR/checkpoints (atomic, the last N kept), logs to RUN_DIR/metrics.jsonl and
 (TensorBoard), curves to RUN_DIR/curves.png and the trained model to RUN_DIR/final.
 
 Resume a killed run exactly (same step, same data position) with --resume latest.
+
+`finetune` fine-tunes a trained model (finetune.base) on a labelled domain set (finetune.data: an
+ImageFolder, CSV/JSONL or shards) contrastively against class-name prompts (FLYP), then reports
+zero-shot accuracy before/after on the domain's held-out split and on reference sets, for each
+WiSE-FT alpha (finetune.wise_alphas); --wise-alpha picks the weights that are saved.
 Distributed data-parallel: torchrun --nproc_per_node N -m multimodal train clip --config ..."""
 
 
@@ -24,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("what", choices=["clip", "finetune", "decoder", "prior"])
     p.add_argument("--config", required=True, help="recipe YAML file or recipe name")
     p.add_argument("--resume", default=None, help="'latest' (newest checkpoint of the run) or a checkpoint path")
+    p.add_argument("--wise-alpha", type=float, default=None,
+                   help="finetune: keep (1-a)*base + a*fine-tuned weights (WiSE-FT); default 1 = fine-tuned only")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(func=run)
 
@@ -36,6 +43,11 @@ def run(args) -> int:
         from multimodal_train.clip import train
 
         metrics = train(cfg, resume=args.resume)
+    elif args.what == "finetune":
+        from multimodal_train.finetune import finetune
+
+        finetune(cfg, wise_alpha=args.wise_alpha)
+        metrics = None
     else:
         not_built(f"`multimodal train {args.what}`")
     if metrics:

@@ -45,10 +45,14 @@ def _imagefolder_batches(model, root: Path, batch_size: int):
 
 
 @torch.inference_mode()
-def embed_set(model, data, batch_size: int = 64, num_workers: int = 0, autocast: bool = False) -> EmbeddedSet:
+def embed_set(model, data, batch_size: int = 64, num_workers: int = 0, autocast: bool = False,
+              max_samples: int | None = None) -> EmbeddedSet:
+    """Embed the images of `data` (in file order; the first `max_samples` if given)."""
     device = next(model.parameters()).device
     feats, captions, labels, keys = [], [], [], []
     for batch in eval_batches(model, data, batch_size, num_workers):
+        if max_samples and len(captions) >= max_samples:
+            break
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             f = model.encode_image(batch["image"].to(device))
         feats.append(F.normalize(f.float(), dim=-1).cpu())

@@ -38,9 +38,9 @@ def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames
 
 def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
                      templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 64,
-                     autocast: bool = False) -> dict:
+                     autocast: bool = False, max_samples: int | None = None) -> dict:
     """Classify every labelled sample of `data` (shards or ImageFolder) among all labels that occur in it."""
-    embedded = embedded or embed_set(model, data, batch_size=batch_size, autocast=autocast)
+    embedded = embedded or embed_set(model, data, batch_size=batch_size, autocast=autocast, max_samples=max_samples)
     labelled = [i for i, label in enumerate(embedded.labels) if label]
     if not labelled:
         raise ValueError("zero-shot evaluation needs labels (the 'labels' of each sample's metadata)")
