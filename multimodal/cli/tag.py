@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from multimodal.cli import add_subcommand, not_built
+import csv
+import json
+import sys
+from pathlib import Path
+
+from multimodal.cli import add_subcommand
 
 TAG_HELP = """\
-Tag images with the labels you give, zero-shot. Directories are walked recursively.
-Output: a table, CSV, or one JSON object per image: {"image": PATH, "tags": [{"label": L, "score": S}, ...]}.
+Tag images with the labels you give, zero-shot. Folders are walked recursively.
+  multimodal tag photos/ cat.jpg --labels "cat,dog,car" --top-k 2
+  multimodal tag photos/ --labels-file labels.txt --format json > tags.jsonl
+Output: a table, CSV (image,label,score), or one JSON object per image:
+  {"image": PATH, "tags": [{"label": L, "score": S}, ...]}
+Single-label mode (default) scores with a softmax over the labels; --multi-label scores each label on
+its own with the thresholds calibrated in the model folder (tagger.json).
 A file that cannot be read is reported on stderr and skipped; the exit status is 1 if any file failed."""
 
 
@@ -19,5 +29,68 @@ def register(sub) -> None:
     p.add_argument("--model", default="builtin", help="'builtin', a saved model folder, or an open_clip ARCH:TAG")
     p.add_argument("--top-k", type=int, default=None, help="keep the K best labels per image")
     p.add_argument("--threshold", type=float, default=None, help="keep labels scoring at least this")
+    p.add_argument("--multi-label", action="store_true", help="score each label on its own (calibrated sigmoid)")
+    p.add_argument("--template", action="append", dest="templates", metavar="TEMPLATE",
+                   help="prompt template such as 'a photo of a {}' (repeat for an ensemble; default: built-in set)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.set_defaults(func=lambda args: not_built("`multimodal tag`"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the image tower with "
+                   "torch or onnxruntime")
+    p.add_argument("--cache-dir", default=None, help="keep label embeddings on disk here across runs")
+    p.set_defaults(func=run)
+
+
+def read_labels(args) -> list[str]:
+    if args.labels is not None:
+        return [label.strip() for label in args.labels.split(",") if label.strip()]
+    path = Path(args.labels_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels file")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def make_tagger(args):
+    from multimodal.tagging import ZeroShotTagger
+
+    kwargs = {"batch_size": args.batch_size, "bf16": args.bf16, "backend": args.backend, "cache_dir": args.cache_dir}
+    if args.templates:
+        kwargs["templates"] = args.templates
+    return ZeroShotTagger.from_pretrained(args.model, **kwargs)
+
+
+def run(args) -> int:
+    from multimodal.tagging.inputs import expand_paths
+
+    labels = read_labels(args)
+    files = expand_paths(args.inputs)
+    if not files:
+        raise ValueError("no images found in " + ", ".join(args.inputs))
+    tagger = make_tagger(args)
+    mode = "multi" if args.multi_label else "single"
+    feats, indices, errors = tagger.encode_images(files, on_error="skip", progress=sys.stderr.isatty())
+    for _, error in errors:
+        print(f"multimodal tag: skipped {error}", file=sys.stderr)
+    threshold = 0.5 if args.threshold is None and args.multi_label else args.threshold
+    results = tagger.format(tagger.scores(feats, labels, mode), labels, args.top_k, threshold) if indices else []
+    write_results([str(files[i]) for i in indices], results, args.format)
+    return 1 if errors else 0
+
+
+def write_results(paths: list[str], results: list, fmt: str, out=sys.stdout) -> None:
+    if fmt == "json":
+        for path, tags in zip(paths, results):
+            out.write(json.dumps({"image": path, "tags": [{"label": lab, "score": round(s, 6)} for lab, s in tags]})
+                      + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(["image", "label", "score"])
+        for path, tags in zip(paths, results):
+            for label, score in tags:
+                writer.writerow([path, label, f"{score:.6f}"])
+    else:
+        width = max([len(p) for p in paths] + [5])
+        for path, tags in zip(paths, results):
+            shown = "  ".join(f"{label} {score:.3f}" for label, score in tags) or "(no label above the threshold)"
+            out.write(f"{path:<{width}}  {shown}\n")

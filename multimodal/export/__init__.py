@@ -1,0 +1,1 @@
+"""Export of the CLIP encoders (ONNX)."""

@@ -1,0 +1,92 @@
+"""Label checking and the label-embedding cache.
+
+The text embedding of a label (averaged over the prompt templates) depends only on the model
+weights, the templates and the label, so it is computed once: an in-memory dict serves repeated
+calls, and an optional on-disk cache keyed by a hash of all three serves later processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def check_labels(labels: Sequence[str] | str) -> list[str]:
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = [str(label).strip() for label in labels]
+    if not labels:
+        raise ValueError("the label list is empty: give at least one label, e.g. labels=['cat', 'dog']")
+    if any(not label for label in labels):
+        raise ValueError("a label is empty (after stripping whitespace)")
+    duplicates = sorted(label for label, n in Counter(labels).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"duplicate labels: {duplicates}; each label may appear once")
+    return labels
+
+
+def warn_if_truncated(model, labels: Sequence[str], templates: Sequence[str]) -> None:
+    """Tokenizers cut prompts at the context length; say so instead of silently tagging a shorter label."""
+    context = model.config.context_length
+    longest = max(templates, key=len)
+    for label in labels:
+        tokens = model.tokenize(longest.format(label))[0]
+        if int((tokens != 0).sum()) >= context and tokens[-1] != 0:
+            warnings.warn(f"label {label[:60]!r}... is longer than the model's context of {context} tokens; "
+                          "it is truncated", stacklevel=3)
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class LabelCache:
+    """label -> [D] embedding for one (weights, templates) pair; memory first, then an optional folder."""
+
+    def __init__(self, model_key: str, templates: Sequence[str], directory: str | Path | None = None):
+        self.templates = tuple(templates)
+        self.prefix = hashlib.sha256(("\x1f".join(self.templates) + "\x1e" + model_key).encode()).hexdigest()[:16]
+        self.directory = Path(directory) / model_key[:16] if directory else None
+        self.memory: dict[str, torch.Tensor] = {}
+
+    def _path(self, label: str) -> Path:
+        digest = hashlib.sha256(f"{self.prefix}\x1f{label}".encode()).hexdigest()[:32]
+        return self.directory / f"{digest}.npy"
+
+    def get_many(self, labels: Sequence[str], compute: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
+        """[N, D] embeddings of `labels`; `compute` is called once, for the labels found nowhere."""
+        missing = [label for label in labels if label not in self.memory and not self._load(label)]
+        if missing:
+            for label, emb in zip(missing, compute(missing)):
+                self.memory[label] = emb
+                self._store(label, emb)
+        return torch.stack([self.memory[label] for label in labels])
+
+    def _load(self, label: str) -> bool:
+        if self.directory is None:
+            return False
+        path = self._path(label)
+        if not path.is_file():
+            return False
+        self.memory[label] = torch.from_numpy(np.load(path))
+        return True
+
+    def _store(self, label: str, emb: torch.Tensor) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(label)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, emb.numpy())
+        os.replace(tmp, path)

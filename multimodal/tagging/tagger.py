@@ -1,0 +1,202 @@
+"""`ZeroShotTagger`: tag images with any labels, zero-shot, from the CLIP pair.
+
+    tagger = ZeroShotTagger.from_pretrained("builtin")
+    tagger.tag("cat.jpg", ["cat", "dog", "car"], top_k=2)       # [("cat", 0.93), ("dog", 0.05)]
+    tagger.tag(["a.jpg", "b.png"], labels)                       # one list per image
+
+Single-label mode: softmax over the labels (scores sum to 1). Multi-label mode: each label scored on
+its own, sigmoid(logit_scale * (cosine - threshold[label])), with per-label thresholds fitted by
+`calibrate` and saved with the tagger, so a score of 0.5 is the calibrated decision boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError
+from multimodal.evaluation.zeroshot import text_classifier
+from multimodal.prompts import DEFAULT_TEMPLATES, check_templates
+from multimodal.tagging.inputs import ImageInput, as_list, iter_batches
+from multimodal.tagging.labels import LabelCache, check_labels, warn_if_truncated, weights_hash
+
+MODES = ("single", "multi")
+TAGGER_FILE = "tagger.json"
+DEFAULT_COSINE_THRESHOLD = 0.25  # used for labels that were never calibrated
+
+
+class ZeroShotTagger:
+    def __init__(self, model, *, templates: Sequence[str] = DEFAULT_TEMPLATES, thresholds: dict | None = None,
+                 cache_dir: str | Path | None = None, backend: str = "torch", onnx_dir: str | Path | None = None,
+                 bf16: bool = False, batch_size: int = 32, threads: int = 2,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.model = model.eval()
+        self.templates = check_templates(templates)
+        self.thresholds: dict[str, float] = dict(thresholds or {})
+        self.default_threshold = DEFAULT_COSINE_THRESHOLD
+        self.bf16, self.batch_size, self.threads, self.max_pixels = bf16, batch_size, threads, max_pixels
+        self.device = next(model.parameters()).device
+        self.logit_scale = float(model.model.logit_scale.detach().exp())
+        self.backend = backend
+        self._onnx = self._onnx_session(model, onnx_dir) if backend == "onnx" else None
+        self.cache = LabelCache(weights_hash(model.model), self.templates, cache_dir)
+        self.text_encoder_calls = 0
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "builtin", *, allow_pickle: bool = False,
+                        device: str = "cpu", **kwargs) -> ZeroShotTagger:
+        """`builtin`, a folder from `save_pretrained` (model or tagger), or an open_clip `ARCH:TAG` name."""
+        from multimodal.models import from_pretrained
+
+        model = from_pretrained(name_or_path, allow_pickle=allow_pickle, device=device)
+        saved = Path(str(name_or_path)) / TAGGER_FILE
+        if saved.is_file():
+            state = json.loads(saved.read_text())
+            kwargs.setdefault("templates", state["templates"])
+            kwargs.setdefault("thresholds", state["thresholds"])
+        tagger = cls(model, **kwargs)
+        if saved.is_file():
+            tagger.default_threshold = json.loads(saved.read_text()).get("default_threshold", DEFAULT_COSINE_THRESHOLD)
+        return tagger
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = self.model.save_pretrained(directory)
+        state = {"templates": list(self.templates), "thresholds": self.thresholds,
+                 "default_threshold": self.default_threshold}
+        (directory / TAGGER_FILE).write_text(json.dumps(state, indent=2))
+        return directory
+
+    # --- embeddings -----------------------------------------------------------------------------------
+    def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
+        """[N, D] normalized, template-averaged text embeddings; each label is encoded once per tagger."""
+        labels = check_labels(labels)
+
+        def compute(missing: list[str]) -> torch.Tensor:
+            warn_if_truncated(self.model, missing, self.templates)
+            self.text_encoder_calls += 1
+            return text_classifier(self.model, missing, self.templates, autocast=self.bf16)
+
+        return self.cache.get_many(labels, compute)
+
+    @torch.inference_mode()
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._onnx is not None:
+            (out,) = self._onnx.run(None, {"pixels": pixels.numpy()})
+            return F.normalize(torch.from_numpy(out).float(), dim=-1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
+
+    def encode_images(self, images: ImageInput | Sequence[ImageInput], on_error: str = "raise",
+                      progress: bool = False) -> tuple[torch.Tensor, list[int], list[tuple[int, ImageError]]]:
+        """(features [M, D], input index of each row, [(index, error)] of inputs that failed to load)."""
+        items, _ = as_list(images)
+        feats, indices, errors = [], [], []
+        bar = _progress(len(items), progress)
+        for batch in iter_batches(items, self.model.preprocess, self.model.image_size, self.batch_size,
+                                  self.threads, self.max_pixels):
+            if batch.errors and on_error == "raise":
+                raise batch.errors[0][1]
+            errors += batch.errors
+            if batch.pixels is not None:
+                feats.append(self._encode_pixels(batch.pixels))
+                indices += batch.indices
+            bar.update(len(batch.indices) + len(batch.errors))
+        bar.close()
+        dim = self.model.config.embed_dim
+        return (torch.cat(feats) if feats else torch.empty(0, dim)), indices, errors
+
+    # --- scoring --------------------------------------------------------------------------------------
+    def scores(self, image_features: torch.Tensor, labels: Sequence[str], mode: str = "single") -> torch.Tensor:
+        """[M, D] features -> [M, N] scores: softmax over labels (single) or calibrated sigmoids (multi)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        cosine = image_features @ self.label_embeddings(labels).T
+        if mode == "single":
+            return (self.logit_scale * cosine).softmax(dim=-1)
+        uncalibrated = [label for label in labels if label not in self.thresholds]
+        if uncalibrated:
+            warnings.warn(f"{len(uncalibrated)} label(s) have no calibrated threshold (e.g. {uncalibrated[0]!r}); "
+                          f"they use cosine {self.default_threshold:.3f}. Call tagger.calibrate(...)", stacklevel=3)
+        t = torch.tensor([self.thresholds.get(label, self.default_threshold) for label in labels])
+        return torch.sigmoid(self.logit_scale * (cosine - t))
+
+    def tag(self, images: ImageInput | Sequence[ImageInput], labels: Sequence[str], top_k: int | None = None,
+            threshold: float | None = None, mode: str = "single") -> list:
+        """Each image's [(label, score), ...] sorted by score; a list of those for a list of images.
+
+        top_k keeps the best K; threshold keeps scores >= it (multi-label mode defaults to 0.5, the
+        calibrated boundary). A file that cannot be read raises `ImageError` naming it.
+        """
+        labels = check_labels(labels)
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        items, single = as_list(images)
+        feats, _, _ = self.encode_images(items)
+        results = self.format(self.scores(feats, labels, mode), labels, top_k,
+                              0.5 if threshold is None and mode == "multi" else threshold)
+        return results[0] if single else results
+
+    @staticmethod
+    def format(scores: torch.Tensor, labels: Sequence[str], top_k: int | None, threshold: float | None) -> list:
+        out = []
+        for row in scores.tolist():
+            pairs = sorted(zip(labels, row), key=lambda p: -p[1])
+            if threshold is not None:
+                pairs = [p for p in pairs if p[1] >= threshold]
+            out.append(pairs[:top_k] if top_k else pairs)
+        return out
+
+    # --- multi-label calibration ------------------------------------------------------------------------
+    def calibrate(self, images: Sequence[ImageInput], labels_per_image: Sequence[Sequence[str]],
+                  labels: Sequence[str] | None = None) -> dict[str, float]:
+        """Fit, per label, the cosine threshold with the best F1 on these examples; kept and saved with the tagger."""
+        items, _ = as_list(images)
+        if len(items) != len(labels_per_image):
+            raise ValueError(f"{len(items)} images but {len(labels_per_image)} label lists")
+        labels = check_labels(labels or sorted({x for row in labels_per_image for x in row}))
+        feats, _, _ = self.encode_images(items)
+        cosine = feats @ self.label_embeddings(labels).T  # [M, N]
+        truth = torch.tensor([[label in set(row) for label in labels] for row in labels_per_image])
+        for j, label in enumerate(labels):
+            self.thresholds[label] = best_f1_threshold(cosine[:, j], truth[:, j])
+        self.default_threshold = float(torch.tensor(list(self.thresholds.values())).median())
+        return {label: self.thresholds[label] for label in labels}
+
+    # --- ONNX ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _onnx_session(model, onnx_dir):
+        from multimodal.export.onnx import export_onnx, image_session
+
+        if onnx_dir is None or not (Path(onnx_dir) / "image_encoder.onnx").is_file():
+            import tempfile
+
+            onnx_dir = export_onnx(model, onnx_dir or tempfile.mkdtemp(prefix="multimodal-onnx-"), text=False)
+        return image_session(Path(onnx_dir) / "image_encoder.onnx")
+
+
+def best_f1_threshold(cosine: torch.Tensor, truth: torch.Tensor) -> float:
+    """The midpoint threshold between sorted scores that maximizes F1 (ties go to the higher threshold)."""
+    if not truth.any():
+        return float(cosine.max()) + 1e-3  # never seen: only scores above every example count
+    order = cosine.argsort(descending=True)
+    s, t = cosine[order], truth[order].float()
+    tp = t.cumsum(0)
+    precision = tp / torch.arange(1, len(t) + 1)
+    recall = tp / t.sum()
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    k = int(f1.argmax())
+    below = s[k + 1] if k + 1 < len(s) else s[k] - 1e-3
+    return float((s[k] + below) / 2)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", disable=not enabled or total < 64, desc="tag")

@@ -1,0 +1,210 @@
+"""The tagger, the CLI, index/search, eval and ONNX, on a tiny CLIP trained in the test to tell colours apart."""
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import png_bomb_bytes
+from PIL import Image
+
+from multimodal.data.images import DecompressionBombError, ImageError
+from multimodal.data.sources import SourceItem
+from multimodal.data.writer import write_shards
+from multimodal.tagging import ZeroShotTagger
+from multimodal.tagging.tagger import best_f1_threshold
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20),
+           "black": (10, 10, 10), "white": (245, 245, 245)}
+
+
+def colour_image(path: Path, rgb, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(rgb)[None, None] + rng.normal(0, 12, (40, 40, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    (root / "photos" / "nested").mkdir(parents=True)
+    items = []
+    for c, (name, rgb) in enumerate(COLOURS.items()):
+        for i in range(10):
+            path = colour_image(root / f"{name}{i}.png", rgb, seed=100 * c + i)
+            items.append(SourceItem(f"{name}{i}", name, str(path), [name]))
+        colour_image(root / "photos" / ("nested" if c % 2 else "") / f"{name}.png", rgb, seed=999 + c)
+    write_shards(items, root / "shards", shard_size=20, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(colours):
+    """A tiny scratch CLIP trained for real, here, until it names the colours."""
+    from multimodal_train.clip import Trainer
+    from multimodal_train.config import load_config
+
+    cfg = load_config("tiny-ci", [f"run_dir={colours / 'run'}", f"data.train={colours / 'shards'}",
+                                  "steps=120", "data.batch_size=24", "data.num_workers=0", "data.augment=false",
+                                  "optim.lr=2e-3", "optim.warmup_steps=10", "eval.zeroshot={}",
+                                  "eval.retrieval={}", "checkpoint_every=1000", "threads=2", "log_every=20"])
+    Trainer(cfg).run()
+    return colours / "run" / "final"
+
+
+@pytest.fixture(scope="module")
+def tagger(trained):
+    return ZeroShotTagger.from_pretrained(trained, templates=["{}"])
+
+
+def test_tags_are_sorted_pairs_and_single_label_scores_sum_to_one(tagger, colours):
+    result = tagger.tag(colours / "photos" / "red.png", list(COLOURS))
+    assert [label for label, _ in result][0] == "red"
+    assert all(a[1] >= b[1] for a, b in zip(result, result[1:]))
+    assert abs(sum(score for _, score in result) - 1) < 1e-5
+    many = tagger.tag(sorted((colours / "photos").rglob("*.png")), list(COLOURS), top_k=2)
+    assert len(many) == 6 and all(len(tags) == 2 for tags in many)
+    top1 = {p.stem: tags[0][0] for p, tags in zip(sorted((colours / "photos").rglob("*.png")), many)}
+    assert sum(top1[c] == c for c in COLOURS) >= 5, top1
+
+
+def test_pil_and_tensor_inputs(tagger, colours):
+    path = colours / "photos" / "blue.png"
+    image = Image.open(path)
+    from_pil = tagger.tag(image, list(COLOURS))
+    assert from_pil == tagger.tag(path, list(COLOURS))
+    raw = torch.from_numpy(np.array(image.convert("RGB")))
+    assert tagger.tag(raw, list(COLOURS))[0][0] == from_pil[0][0]
+    pre = tagger.model.preprocess(image.convert("RGB"))
+    assert tagger.tag(pre, list(COLOURS))[0] == pytest.approx(from_pil[0])
+    with pytest.raises(ImageError, match="shape"):
+        tagger.tag(torch.zeros(3, 5, 5), ["red"])
+
+
+def test_threshold_and_top_k(tagger, colours):
+    tags = tagger.tag(colours / "photos" / "red.png", list(COLOURS), threshold=0.05)
+    assert tags and all(score >= 0.05 for _, score in tags)
+    with pytest.raises(ValueError, match="top_k"):
+        tagger.tag(colours / "photos" / "red.png", ["red"], top_k=0)
+
+
+def test_label_embeddings_are_computed_once(trained, colours, tmp_path):
+    t = ZeroShotTagger.from_pretrained(trained, cache_dir=tmp_path / "cache")
+    calls = []
+    original = t.model.encode_text
+    t.model.encode_text = lambda tokens, **kw: calls.append(len(tokens)) or original(tokens, **kw)
+    images = sorted((colours / "photos").rglob("*.png"))
+    for _ in range(5):
+        t.tag(images, list(COLOURS))
+    assert len(calls) == 1 and calls[0] == len(COLOURS) * len(t.templates)  # one batch, on the first call only
+    t.tag(images, [*COLOURS, "purple"])
+    assert len(calls) == 2 and calls[1] == len(t.templates)  # only the new label
+    fresh = ZeroShotTagger.from_pretrained(trained, cache_dir=tmp_path / "cache")
+    fresh.model.encode_text = lambda *a, **k: pytest.fail("the disk cache should have served these labels")
+    assert fresh.tag(images[0], [*COLOURS, "purple"])[0][0] == t.tag(images[0], [*COLOURS, "purple"])[0][0]
+
+
+def test_calibrated_multi_label_thresholds_round_trip(tagger, colours, tmp_path):
+    images = [colours / f"{c}{i}.png" for c in COLOURS for i in range(3)]
+    truth = [[c] for c in COLOURS for _ in range(3)]
+    thresholds = tagger.calibrate(images, truth)
+    assert set(thresholds) == set(COLOURS)
+    tags = tagger.tag(next((colours / "photos").rglob("green.png")), list(COLOURS), mode="multi")
+    assert [label for label, _ in tags] == ["green"] and tags[0][1] >= 0.5
+    saved = tagger.save_pretrained(tmp_path / "tagger")
+    again = ZeroShotTagger.from_pretrained(saved)
+    assert again.thresholds == pytest.approx(tagger.thresholds) and again.templates == tagger.templates
+    assert best_f1_threshold(torch.tensor([0.9, 0.8, 0.3, 0.1]), torch.tensor([1, 1, 0, 0]).bool()) == \
+        pytest.approx(0.55)
+
+
+def test_bad_inputs_get_clear_errors(tagger, colours, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes((colours / "red0.png").read_bytes()[:80])
+    with pytest.raises(ImageError, match="broken.png"):
+        tagger.tag(broken, ["red"])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb_bytes())
+    with pytest.raises(DecompressionBombError, match="bomb.png"):
+        tagger.tag(bomb, ["red"])
+    with pytest.raises(ImageError, match="no such image"):
+        tagger.tag(tmp_path / "missing.png", ["red"])
+    with pytest.raises(ValueError, match="empty"):
+        tagger.tag(colours / "red0.png", [])
+    with pytest.raises(ValueError, match=r"duplicate labels: \['red'\]"):
+        tagger.tag(colours / "red0.png", ["red", "blue", "red"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tags = tagger.tag(colours / "red0.png", ["red", "very " * 60 + "long"])
+    assert any("context" in str(w.message) for w in caught) and len(tags) == 2
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "multimodal", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_csv_table_and_a_corrupt_file(trained, colours, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in (colours / "photos").rglob("*.png"):
+        (photos / p.name).write_bytes(p.read_bytes())
+    (photos / "sub").mkdir()
+    (photos / "sub" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    run = cli("tag", str(photos), "--labels", ",".join(COLOURS), "--model", str(trained), "--format", "json",
+              "--top-k", "3")
+    assert run.returncode == 1 and "corrupt.png" in run.stderr  # reported, skipped, and the rest still tagged
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(rows) == 6
+    for row in rows:
+        assert set(row) == {"image", "tags"} and len(row["tags"]) == 3
+        assert all(set(t) == {"label", "score"} and isinstance(t["score"], float) for t in row["tags"])
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("# colours\n" + "\n".join(COLOURS) + "\n")
+    csv_run = cli("tag", str(photos / "red.png"), "--labels-file", str(labels_file), "--model", str(trained),
+                  "--format", "csv")
+    assert csv_run.returncode == 0 and csv_run.stdout.splitlines()[0] == "image,label,score"
+    assert len(csv_run.stdout.splitlines()) == 1 + len(COLOURS)
+    table = cli("tag", str(photos / "red.png"), "--labels", "red,blue", "--model", str(trained))
+    assert table.returncode == 0 and re.search(r"red\.png +red [01]\.\d{3} +blue [01]\.\d{3}", table.stdout)
+
+
+def test_index_and_search_round_trip(trained, colours, tmp_path):
+    run = cli("index", str(colours / "photos"), "--out", str(tmp_path / "idx"), "--model", str(trained))
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert len(manifest["files"]) == 6 and np.load(tmp_path / "idx" / "embeddings.npy").shape[0] == 6
+    found = cli("search", str(tmp_path / "idx"), "yellow", "--top-k", "2", "--format", "json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 2 and Path(hits[0]["image"]).name == "yellow.png"
+
+
+def test_eval_cli_zeroshot_and_retrieval(trained, colours, tmp_path):
+    out = tmp_path / "zs.json"
+    run = cli("eval", "zeroshot", "--model", str(trained), "--data", f"colours={colours / 'shards'}",
+              "--template", "{}", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())["results"]["colours"]
+    assert result["num_classes"] == 6 and result["top1"] > 0.8 and set(result["per_class_recall"]) == set(COLOURS)
+    assert "top1" in run.stdout
+    ret = cli("eval", "retrieval", "--model", str(trained), "--data", str(colours / "shards"))
+    assert ret.returncode == 0 and "image_to_text_R@1" in ret.stdout
+
+
+def test_onnx_export_parity_and_backend(trained, colours, tmp_path):
+    run = cli("export", "onnx", str(trained), "--out", str(tmp_path / "onnx"))
+    assert run.returncode == 0, run.stderr
+    parity = json.loads((tmp_path / "onnx" / "export.json").read_text())["parity_min_cosine"]
+    assert parity["image"] >= 0.999 and parity["text"] >= 0.999
+    torch_tagger = ZeroShotTagger.from_pretrained(trained)
+    onnx_tagger = ZeroShotTagger.from_pretrained(trained, backend="onnx", onnx_dir=tmp_path / "onnx")
+    images = sorted((colours / "photos").rglob("*.png"))
+    for a, b in zip(torch_tagger.tag(images, list(COLOURS)), onnx_tagger.tag(images, list(COLOURS))):
+        assert [x[0] for x in a] == [x[0] for x in b]
+        assert max(abs(x[1] - y[1]) for x, y in zip(a, b)) < 1e-3
