@@ -4,11 +4,11 @@ on half of a fixed 8-sample batch per rank, compared on rank 0 with a 1-process 
 import sys
 
 import torch
-from multimodal_train.clip import contrastive_step, make_loss
-from multimodal_train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import multimodal as mm
+from multimodal_train.clip import contrastive_step, make_loss
+from multimodal_train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 
 
 def fresh_model():

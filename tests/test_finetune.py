@@ -4,9 +4,9 @@ import sys
 
 import torch
 from conftest import make_image
-from multimodal_train.finetune import interpolate
 
 import multimodal as mm
+from multimodal_train.finetune import interpolate
 
 
 def test_wise_ft_interpolation():

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import WORDS, make_image
-from multimodal_train.checkpoint import list_checkpoints, load_checkpoint
-from multimodal_train.config import TrainConfig, load_config
-from multimodal_train.metrics import read_metrics
 
 from multimodal.data.sources import SourceItem
 from multimodal.data.writer import write_shards
+from multimodal_train.checkpoint import list_checkpoints, load_checkpoint
+from multimodal_train.config import TrainConfig, load_config
+from multimodal_train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,10 +115,9 @@ def test_nan_guard_stops_and_never_saves_bad_weights(labelled_shards, tmp_path):
 
 
 def test_accumulation_gives_the_full_batch_gradient():
+    import multimodal as mm
     from multimodal_train.clip import contrastive_step, make_loss
     from multimodal_train.distributed import DistInfo
-
-    import multimodal as mm
 
     torch.manual_seed(0)
     model = mm.create_model("tiny")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from multimodal_train.config import TrainConfig, from_dict
 
 
@@ -93,9 +94,8 @@ def format_report(report: dict) -> str:
 
 
 def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
-    from multimodal_train.clip import Trainer
-
     from multimodal.models import from_pretrained
+    from multimodal_train.clip import CLIPTrainer
 
     cfg = copy.deepcopy(cfg)
     section = from_dict(FinetuneSection, cfg.finetune, "finetune.")
@@ -109,7 +109,7 @@ def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
     base_state = {k: v.clone() for k, v in base.model.state_dict().items()}
     print(f"fine-tuning {section.base} ({base.config.name}) on {section.data}", file=sys.stderr)
 
-    Trainer(cfg, model=base).run()  # FLYP: the pretraining loss on templated class names
+    CLIPTrainer(cfg, model=base).run()  # FLYP: the pretraining loss on templated class names
     if int(os.environ.get("RANK", "0")) != 0:
         return {}  # under torchrun, rank 0 alone evaluates and reports
     tuned_state = {k: v.clone() for k, v in base.model.state_dict().items()}

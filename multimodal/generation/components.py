@@ -1,0 +1,88 @@
+"""The parts of the text-to-image pipeline, as diffusers components: the CLIP pair, the prior, the denoiser.
+
+    text --CLIP text tower--> text embedding --prior--> image embedding --denoiser + scheduler--> image
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import ConfigMixin, DDPMScheduler, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+from torch.nn import functional as F
+
+DECODER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs" / "decoder"
+
+
+class CLIPEncoder(ModelMixin):
+    """The CLIP pair as a pipeline component. It saves as a multimodal CLIP folder (config.json +
+    model.safetensors, packaged towers left out), which diffusers' pipeline save/load calls into."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip = clip.eval()
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        self.clip.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> CLIPEncoder:
+        from multimodal.models import from_pretrained
+
+        return cls(from_pretrained(pretrained_model_name_or_path))
+
+    @property
+    def embed_dim(self) -> int:
+        return self.clip.config.embed_dim
+
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """[N] strings -> [N, D] L2-normalized text embeddings."""
+        tokens = self.clip.tokenize(texts).to(self.device)
+        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+
+    @torch.inference_mode()
+    def embed_images(self, images) -> torch.Tensor:
+        """PIL images -> [N, D] L2-normalized image embeddings."""
+        pixels = torch.stack([self.clip.preprocess(image) for image in images]).to(self.device)
+        return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
+
+
+class EmbeddingPrior(ModelMixin, ConfigMixin):
+    """Maps a CLIP text embedding to the CLIP image embedding of a matching image (DALL-E 2's prior),
+    here as a residual MLP trained with a cosine loss: [B, D] -> [B, D], L2-normalized."""
+
+    @register_to_config
+    def __init__(self, embed_dim: int = 384, hidden_dim: int = 1024, num_layers: int = 3, dropout: float = 0.1):
+        super().__init__()
+        self.inp = nn.Linear(embed_dim, hidden_dim)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, hidden_dim),
+                                                  nn.GELU(), nn.Dropout(dropout)) for _ in range(num_layers))
+        self.out = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, embed_dim))
+
+    def forward(self, text_embeds: torch.Tensor) -> torch.Tensor:
+        h = self.inp(text_embeds)  # [B, H]
+        for block in self.blocks:
+            h = h + block(h)
+        return F.normalize(text_embeds + self.out(h), dim=-1)  # a residual on the text embedding itself
+
+
+def decoder_config(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = DECODER_CONFIG_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        names = sorted(p.stem for p in DECODER_CONFIG_DIR.glob("*.json"))
+        raise ValueError(f"unknown decoder config {name_or_path!r}; choose from {names} or give a JSON file")
+    return json.loads(path.read_text())
+
+
+def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionModel, DDPMScheduler]:
+    """The denoiser (diffusers UNet2DConditionModel) and its training scheduler, conditioned on [B, embed_dim]."""
+    config = decoder_config(name_or_path)
+    unet = UNet2DConditionModel(**config["unet"], projection_class_embeddings_input_dim=embed_dim,
+                                cross_attention_dim=embed_dim)
+    return unet, DDPMScheduler(**config["scheduler"])

@@ -1,0 +1,155 @@
+"""`TextToImagePipeline`: text -> CLIP text embedding -> prior -> CLIP image embedding -> denoiser -> image.
+
+    pipe = TextToImagePipeline.from_pretrained("builtin")
+    images = pipe("a red apple", num_inference_steps=20, guidance_scale=3.0,
+                  generator=torch.Generator().manual_seed(0)).images
+    more = pipe.image_variations("photo.png", num_images_per_prompt=4).images
+
+A standard diffusers pipeline: `save_pretrained` writes model_index.json and one folder per component,
+and any diffusers scheduler can be swapped in (`pipe.scheduler = UniPCMultistepScheduler.from_config(...)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.schedulers import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from multimodal.generation.components import CLIPEncoder, EmbeddingPrior
+
+MAX_STEPS = 1000
+MAX_IMAGES = 64
+SIZE_RANGE = (16, 512)
+PRETRAINED = {"builtin": "builtin/pipeline"}
+
+
+class TextToImagePipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "clip->prior->decoder"
+
+    def __init__(self, clip: CLIPEncoder, prior: EmbeddingPrior, decoder: UNet2DConditionModel,
+                 scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path = "builtin", **kwargs):
+        """`builtin` (the shipped pipeline, offline) or a folder written by `save_pretrained`."""
+        name = str(pretrained_model_name_or_path)
+        if name in PRETRAINED:
+            from multimodal_assets import ASSETS_DIR
+
+            folder = ASSETS_DIR / PRETRAINED[name]
+            if not folder.is_dir():
+                raise FileNotFoundError(f"the shipped pipeline {name!r} is not in this install ({folder} is missing)")
+            pretrained_model_name_or_path = folder
+        elif not Path(name).is_dir():
+            raise FileNotFoundError(f"{name!r} is neither a shipped pipeline ({list(PRETRAINED)}) "
+                                    "nor a pipeline folder")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    # --- conditioning ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Prompts -> [N, D] image embeddings predicted by the prior."""
+        self.prior.eval()
+        return self.prior(self.clip.embed_text(prompts).to(self.device, self.prior.dtype))
+
+    def _check(self, steps: int, guidance_scale: float, num_images: int, height: int, width: int) -> None:
+        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+        if guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+        if not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
+            raise ValueError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
+        lo, hi = SIZE_RANGE
+        for name, v in (("height", height), ("width", width)):
+            if not isinstance(v, int) or not lo <= v <= hi or v % 8:
+                raise ValueError(f"{name} must be a multiple of 8 from {lo} to {hi} (the decoder was trained at "
+                                 f"{self.decoder.config.sample_size}), got {v!r}")
+
+    @staticmethod
+    def _check_prompts(prompt: str | list[str], what: str = "prompt") -> list[str]:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ValueError(f"{what} must be a non-empty string (or a list of them)")
+        return prompts
+
+    # --- sampling -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(self, cond: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int, guidance_scale: float,
+               generator: torch.Generator | None, height: int, width: int,
+               callback_on_step_end: Callable | None = None) -> torch.Tensor:
+        """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1]. Guidance scale 1 is plain conditional sampling."""
+        self.prior.eval()  # dropout off, whatever mode the modules were handed over in
+        self.decoder.eval()
+        device, dtype = self.device, self.decoder.dtype
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        x = randn_tensor((len(cond), self.decoder.config.in_channels, height, width), generator=generator,
+                         device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+        guided = guidance_scale != 1.0
+        labels = torch.cat([uncond, cond]) if guided else cond
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            inp = self.scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
+            eps = self.decoder(inp, t, encoder_hidden_states=None, class_labels=labels.to(dtype)).sample
+            if guided:
+                eps_uncond, eps_cond = eps.chunk(2)
+                eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {"latents": x})
+        return (x / 2 + 0.5).clamp(0, 1)
+
+    def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        images = self.image_processor.postprocess(images * 2 - 1, output_type=output_type)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    def __call__(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None,
+                 num_inference_steps: int = 20, guidance_scale: float = 3.0, num_images_per_prompt: int = 1,
+                 generator: torch.Generator | None = None, output_type: str = "pil", height: int | None = None,
+                 width: int | None = None, callback_on_step_end: Callable | None = None, return_dict: bool = True):
+        height = height or self.decoder.config.sample_size
+        width = width or self.decoder.config.sample_size
+        self._check(num_inference_steps, guidance_scale, num_images_per_prompt, height, width)
+        prompts = self._check_prompts(prompt)
+        cond = self.embed_prompts(prompts).repeat_interleave(num_images_per_prompt, dim=0)
+        uncond = self._negative(negative_prompt, len(prompts)).repeat_interleave(num_images_per_prompt, dim=0)
+        images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, height, width,
+                             callback_on_step_end)
+        return self._output(images, output_type, return_dict)
+
+    def _negative(self, negative_prompt, n: int) -> torch.Tensor:
+        """The unconditional branch: the null (zero) embedding, or the prior's embedding of a negative prompt."""
+        if negative_prompt is None:
+            return torch.zeros(n, self.clip.embed_dim, device=self.device)
+        negatives = self._check_prompts(negative_prompt, "negative_prompt")
+        if len(negatives) == 1:
+            negatives = negatives * n
+        if len(negatives) != n:
+            raise ValueError(f"{len(negatives)} negative prompts for {n} prompts")
+        return self.embed_prompts(negatives)
+
+    def image_variations(self, image: Image.Image | str | Path, num_images_per_prompt: int = 4,
+                         num_inference_steps: int = 20, guidance_scale: float = 3.0,
+                         generator: torch.Generator | None = None, output_type: str = "pil",
+                         callback_on_step_end: Callable | None = None, return_dict: bool = True):
+        """New images from the CLIP image embedding of `image` (a PIL image or a path)."""
+        from multimodal.data.images import open_image, to_mode
+
+        size = self.decoder.config.sample_size
+        self._check(num_inference_steps, guidance_scale, num_images_per_prompt, size, size)
+        picture = to_mode(image, "RGB") if isinstance(image, Image.Image) else open_image(image)
+        cond = self.clip.embed_images([picture]).repeat(num_images_per_prompt, 1)
+        uncond = torch.zeros_like(cond)
+        images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, size, size,
+                             callback_on_step_end)
+        return self._output(images, output_type, return_dict)
