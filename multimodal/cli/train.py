@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from multimodal.cli import add_subcommand, not_built
+from multimodal.cli import add_subcommand
 
 TRAIN_HELP = """\
 Train from a YAML recipe plus key=value overrides (dotted keys reach into sections), e.g.
@@ -49,7 +49,9 @@ def run(args) -> int:
         finetune(cfg, wise_alpha=args.wise_alpha)
         metrics = None
     else:
-        not_built(f"`multimodal train {args.what}`")
+        from multimodal_train.decoder import train
+
+        metrics = train(args.what, cfg, resume=args.resume)
     if metrics:
         print(json.dumps(metrics, indent=2), file=sys.stderr)
     return 0

@@ -1,0 +1,97 @@
+"""Precomputed CLIP embeddings for the decoder and prior trainers, so no step re-encodes an image.
+
+One pass over the shards writes an .npz beside the run:
+    images      uint8 [N, S, S, 3]   the image fitted into S x S on white (the decoder's input)
+    image_emb   float32 [N, D]       CLIP image embedding, L2-normalized
+    text_emb    float32 [N, T, D]    CLIP text embedding of the caption under T prompt templates
+    captions, keys                   [N]
+The file records the CLIP weights' hash; a cache made with other weights is rebuilt, not reused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from multimodal.data.images import SHARD_IMAGE_KEYS, ImageError, open_image
+from multimodal.data.urls import expand_urls
+
+CAPTION_TEMPLATES = ("{}", "a picture of {}", "an image of {}")
+
+
+def fit_square(image: Image.Image, size: int) -> np.ndarray:
+    """Scale the longer side to `size` and pad the rest with white: the whole drawing stays in view."""
+    image = image.copy()
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def iter_samples(spec) -> Iterator[tuple[str, str, Image.Image]]:
+    """(key, caption, RGB image) of every readable sample, in shard order."""
+    import webdataset as wds
+
+    for url in expand_urls(spec):
+        for sample in wds.WebDataset(url, shardshuffle=False, empty_check=False):
+            ext = next((e for e in SHARD_IMAGE_KEYS if e in sample), None)
+            caption = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
+            if ext is None or not caption:
+                continue
+            try:
+                yield sample["__key__"], caption, open_image(sample[ext])
+            except ImageError:
+                continue
+
+
+@torch.inference_mode()
+def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLATES, batch_size: int = 64) -> Path:
+    from tqdm.auto import tqdm
+
+    from multimodal.tagging.labels import weights_hash
+
+    keys, captions, images, image_emb, pending = [], [], [], [], []
+
+    def flush():
+        pixels = torch.stack([clip.preprocess(img) for img in pending])
+        image_emb.append(torch.nn.functional.normalize(clip.encode_image(pixels).float(), dim=-1))
+        pending.clear()
+
+    for key, caption, image in tqdm(iter_samples(spec), desc=f"embedding {spec}", unit="img", file=sys.stderr):
+        keys.append(key)
+        captions.append(caption)
+        images.append(fit_square(image, image_size))
+        pending.append(image)
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    if not keys:
+        raise ValueError(f"no readable samples in {spec}")
+    texts = [t.format(c) for c in captions for t in templates]
+    text_emb = torch.cat([torch.nn.functional.normalize(clip.encode_text(clip.tokenize(texts[i:i + 256])).float(),
+                                                        dim=-1) for i in range(0, len(texts), 256)])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
+             text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
+             keys=np.array(keys), clip_hash=np.array(weights_hash(clip.model)), templates=np.array(templates))
+    os.replace(tmp, out)
+    return out
+
+
+def load_or_build(clip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
+    from multimodal.tagging.labels import weights_hash
+
+    if out.is_file():
+        data = dict(np.load(out))
+        if str(data["clip_hash"]) == weights_hash(clip.model) and data["images"].shape[1] == image_size:
+            return data
+        print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
+    return dict(np.load(build_cache(clip, spec, out, image_size)))
