@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from multimodal.data.images import SHARD_IMAGE_KEYS, ImageError, open_image
-from multimodal.data.urls import expand_urls
+from multimodal.data.samples import iter_decoded
 
 CAPTION_TEMPLATES = ("{}", "a picture of {}", "an image of {}")
 
@@ -32,22 +30,6 @@ def fit_square(image: Image.Image, size: int) -> np.ndarray:
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
     return np.asarray(canvas, dtype=np.uint8)
-
-
-def iter_samples(spec) -> Iterator[tuple[str, str, Image.Image]]:
-    """(key, caption, RGB image) of every readable sample, in shard order."""
-    import webdataset as wds
-
-    for url in expand_urls(spec):
-        for sample in wds.WebDataset(url, shardshuffle=False, empty_check=False):
-            ext = next((e for e in SHARD_IMAGE_KEYS if e in sample), None)
-            caption = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
-            if ext is None or not caption:
-                continue
-            try:
-                yield sample["__key__"], caption, open_image(sample[ext])
-            except ImageError:
-                continue
 
 
 @torch.inference_mode()
@@ -63,11 +45,11 @@ def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLA
         image_emb.append(torch.nn.functional.normalize(clip.encode_image(pixels).float(), dim=-1))
         pending.clear()
 
-    for key, caption, image in tqdm(iter_samples(spec), desc=f"embedding {spec}", unit="img", file=sys.stderr):
-        keys.append(key)
-        captions.append(caption)
-        images.append(fit_square(image, image_size))
-        pending.append(image)
+    for sample in tqdm(iter_decoded(spec), desc=f"embedding {spec}", unit="img", file=sys.stderr):
+        keys.append(sample.key)
+        captions.append(sample.caption)
+        images.append(fit_square(sample.image, image_size))
+        pending.append(sample.image)
         if len(pending) == batch_size:
             flush()
     if pending:
