@@ -11,6 +11,7 @@ and any diffusers scheduler can be swapped in (`pipe.scheduler = UniPCMultistepS
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class TextToImagePipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         x = randn_tensor((len(cond), self.decoder.config.in_channels, height, width), generator=generator,
                          device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+        # schedulers differ in what step() takes; stochastic ones want the generator (as diffusers' pipelines do)
+        extra = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         guided = guidance_scale != 1.0
         labels = torch.cat([uncond, cond]) if guided else cond
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
@@ -102,7 +105,7 @@ class TextToImagePipeline(DiffusionPipeline):
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+            x = self.scheduler.step(eps, t, x, **extra).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {"latents": x})
         return (x / 2 + 0.5).clamp(0, 1)
