@@ -1,13 +1,40 @@
-"""`multimodal demo`: the Gradio web app."""
+"""`multimodal demo`: the Gradio web app (tag, generate, variations, search, about)."""
 
 from __future__ import annotations
 
-from multimodal.cli import add_subcommand, not_built
+from multimodal.cli import add_subcommand
+
+DEMO_HELP = """\
+Start the web demo on http://HOST:PORT: tag images, generate images from text, make variations of an
+image, search a folder index with text, and read the model card. It runs offline on the shipped model.
+Requests are queued (2 at a time, 16 waiting at most); uploads are limited to 10 MB and 24 M pixels;
+steps, image counts and prompt length are clamped to the limits shown in the page."""
 
 
 def register(sub) -> None:
-    p = add_subcommand(sub, "demo", "start the web demo (tag, generate, variations, search)")
-    p.add_argument("--model", default="builtin")
-    p.add_argument("--host", default="127.0.0.1")
+    p = add_subcommand(sub, "demo", "start the web demo (tag, generate, variations, search)", DEMO_HELP)
+    p.add_argument("--model", default="builtin", help="CLIP for tagging and search: 'builtin' or a model folder")
+    p.add_argument("--pipeline", default=None, help="text-to-image pipeline folder (default: the shipped one)")
+    p.add_argument("--index", action="append", default=[], metavar="NAME=DIR",
+                   help="an extra search index built with `multimodal index` (repeatable)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860)
-    p.set_defaults(func=lambda args: not_built("`multimodal demo`"))
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from multimodal_demo.app import default_demo, launch
+
+    demo = default_demo(args.model)
+    if args.pipeline:
+        from multimodal.generation import TextToImagePipeline
+
+        demo.pipe = TextToImagePipeline.from_pretrained(args.pipeline)
+        demo.pipe.set_progress_bar_config(disable=True)
+    for spec in args.index:
+        name, sep, path = spec.partition("=")
+        demo.indexes[name if sep else Path(name).name] = Path(path if sep else name)
+    launch(demo, host=args.host, port=args.port, block=True)
+    return 0

@@ -92,20 +92,23 @@ class TextToImagePipeline(DiffusionPipeline):
         self.prior.eval()  # dropout off, whatever mode the modules were handed over in
         self.decoder.eval()
         device, dtype = self.device, self.decoder.dtype
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
+        # by concurrent calls (a web demo serving two requests at once)
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
         x = randn_tensor((len(cond), self.decoder.config.in_channels, height, width), generator=generator,
-                         device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+                         device=device, dtype=dtype) * scheduler.init_noise_sigma
         # schedulers differ in what step() takes; stochastic ones want the generator (as diffusers' pipelines do)
-        extra = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         guided = guidance_scale != 1.0
         labels = torch.cat([uncond, cond]) if guided else cond
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            inp = self.scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
             eps = self.decoder(inp, t, encoder_hidden_states=None, class_labels=labels.to(dtype)).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-            x = self.scheduler.step(eps, t, x, **extra).prev_sample
+            x = scheduler.step(eps, t, x, **extra).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {"latents": x})
         return (x / 2 + 0.5).clamp(0, 1)

@@ -36,8 +36,9 @@ def build_index(tagger, directory: str | Path, out: str | Path, *, model_name: s
     tmp = out / f".{EMBEDDINGS}.{os.getpid()}.tmp.npy"
     np.save(tmp, feats.numpy().astype(np.float32))
     os.replace(tmp, out / EMBEDDINGS)
-    manifest = {
-        "format": "multimodal-index/1", "model": model_name, "root": str(directory.resolve()),
+    manifest = {  # the image folder relative to the index, so that the two can move together
+        "format": "multimodal-index/1", "model": model_name,
+        "root": os.path.relpath(directory.resolve(), out.resolve()),
         "files": [str(files[i].resolve().relative_to(directory.resolve())) for i in indices],
         "skipped": [{"file": str(files[i]), "reason": e.reason, "message": str(e)} for i, e in errors],
         "dim": int(feats.shape[1]), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -73,5 +74,12 @@ def search(tagger, index: str | Path, query: str, top_k: int = 5) -> list[tuple[
                          f"this model embeds in {query_emb.shape[0]}-d")
     scores = torch.from_numpy(np.asarray(embeddings @ query_emb))
     best = scores.topk(min(top_k, len(scores)))
-    root = Path(manifest["root"])
+    root = index_root(index, manifest)
     return [(str(root / manifest["files"][i]), float(s)) for s, i in zip(best.values, best.indices)]
+
+
+def index_root(index: str | Path, manifest: dict | None = None) -> Path:
+    """The image folder of an index (stored relative to the index folder, or absolute)."""
+    index = Path(index)
+    manifest = manifest or json.loads((index / MANIFEST).read_text())
+    return (index / manifest["root"]).resolve()
