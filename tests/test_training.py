@@ -147,3 +147,16 @@ def test_two_rank_ddp_matches_one_rank_on_the_global_batch(tmp_path):
     for name, g1 in result["grads_1rank"].items():
         assert torch.allclose(result["grads_2rank"][name], g1, atol=1e-5), name
     print(json.dumps({"loss": result["loss_2rank"], "params_compared": len(result["grads_1rank"])}))
+
+
+def test_imagenet_pseudo_pairs_need_the_efficientnet_tower():
+    import multimodal as mm
+    from multimodal_train.clip import ImageNetPairs
+
+    with pytest.raises(ValueError, match="EfficientNet"):
+        ImageNetPairs(mm.create_model("tiny"), 4)
+    torch.manual_seed(0)
+    lit = mm.create_model("lit-effnet-minilm")
+    image, text = ImageNetPairs(lit, 5).sample()
+    assert image.shape == text.shape == (5, lit.config.embed_dim)
+    assert torch.allclose(image.norm(dim=-1), torch.ones(5), atol=1e-5)

