@@ -208,3 +208,11 @@ def test_onnx_export_parity_and_backend(trained, colours, tmp_path):
     for a, b in zip(torch_tagger.tag(images, list(COLOURS)), onnx_tagger.tag(images, list(COLOURS))):
         assert [x[0] for x in a] == [x[0] for x in b]
         assert max(abs(x[1] - y[1]) for x, y in zip(a, b)) < 1e-3
+
+
+def test_bf16_path_agrees_with_fp32(trained, colours):
+    images = sorted((colours / "photos").rglob("*.png"))
+    fp32 = ZeroShotTagger.from_pretrained(trained).tag(images, list(COLOURS))
+    bf16 = ZeroShotTagger.from_pretrained(trained, bf16=True).tag(images, list(COLOURS))
+    assert [t[0][0] for t in fp32] == [t[0][0] for t in bf16]
+    assert max(abs(a[1] - b[1]) for x, y in zip(fp32, bf16) for a, b in zip(x, y)) < 0.05

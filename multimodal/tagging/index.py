@@ -68,7 +68,7 @@ def search(tagger, index: str | Path, query: str, top_k: int = 5) -> list[tuple[
     embeddings, manifest = load_index(index)
     from multimodal.evaluation.embed import embed_texts
 
-    query_emb = embed_texts(tagger.model, [query], autocast=tagger.bf16)[0].numpy()  # the query as written
+    query_emb = embed_texts(tagger.model, [query])[0].numpy()  # the query as written, no template
     if query_emb.shape[0] != embeddings.shape[1]:
         raise ValueError(f"{index} was built with a {embeddings.shape[1]}-d model ({manifest['model']}); "
                          f"this model embeds in {query_emb.shape[0]}-d")

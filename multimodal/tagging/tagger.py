@@ -11,6 +11,7 @@ its own, sigmoid(logit_scale * (cosine - threshold[label])), with per-label thre
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ class ZeroShotTagger:
         self.logit_scale = float(model.model.logit_scale.detach().exp())
         self.backend = backend
         self._onnx = self._onnx_session(model, onnx_dir) if backend == "onnx" else None
+        # bf16 *weights* for the image tower: measured 3.2x faster than fp32 on this CPU (AMX), while
+        # autocast (fp32 weights cast on the fly) was slower than fp32; text stays fp32 (it is cached anyway)
+        self._visual_bf16 = copy.deepcopy(model.model.visual).to(torch.bfloat16).eval() if bf16 else None
         self.cache = LabelCache(weights_hash(model.model), self.templates, cache_dir)
         self.text_encoder_calls = 0
 
@@ -81,7 +85,7 @@ class ZeroShotTagger:
         def compute(missing: list[str]) -> torch.Tensor:
             warn_if_truncated(self.model, missing, self.templates)
             self.text_encoder_calls += 1
-            return text_classifier(self.model, missing, self.templates, autocast=self.bf16)
+            return text_classifier(self.model, missing, self.templates)
 
         return self.cache.get_many(labels, compute)
 
@@ -90,8 +94,10 @@ class ZeroShotTagger:
         if self._onnx is not None:
             (out,) = self._onnx.run(None, {"pixels": pixels.numpy()})
             return F.normalize(torch.from_numpy(out).float(), dim=-1)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
+        if self._visual_bf16 is not None:
+            features = self._visual_bf16(pixels.to(self.device, torch.bfloat16))
+            return F.normalize(features.float(), dim=-1).cpu()
+        return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
 
     def encode_images(self, images: ImageInput | Sequence[ImageInput], on_error: str = "raise",
                       progress: bool = False) -> tuple[torch.Tensor, list[int], list[tuple[int, ImageError]]]:
