@@ -56,13 +56,14 @@ def run_open_clip(args, work: Path, num_samples: int) -> float:
            "--epochs", "1000", "--warmup", "5", "--lr", "1e-3", "--wd", "0.1", "--log-every-n-steps", "5",
            "--logs", str(work / "open_clip_logs"), "--save-frequency", "0", "--zeroshot-frequency", "0",
            "--val-frequency", "0", "--report-to", "", "--local-loss", "--gather-with-grad", "--dataset-resampled",
+           "--grad-clip-norm", "1.0",
            "--seed", "0", "--name", "bench"]
     proc = subprocess.Popen(cmd, env=env(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     rates = []
-    for line in proc.stdout:  # "... Batch (t): 1.234, 103.7/s, 103.7/s/gpu ..."
-        match = re.search(r"Batch \(t\): [\d.]+, ([\d.]+)/s", line)
+    for line in proc.stdout:  # "... Batch (t): 1.234, 103.7/s, 103.7/s/gpu ...": the first number is the mean
+        match = re.search(r"Batch \(t\): ([\d.]+),", line)  # step time of the window (the /s is the last step's)
         if match:
-            rates.append(float(match.group(1)))
+            rates.append(args.batch_size / float(match.group(1)))
             if len(rates) * 5 >= args.steps:
                 break
     proc.kill()

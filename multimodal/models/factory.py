@@ -20,7 +20,7 @@ from multimodal.models.config import ModelConfig, get_config, list_configs
 from multimodal.models.towers import load_image_tower, lock_towers, resolve, resolve_model_cfg
 
 # name -> folder under the installed assets (multimodal_assets); every entry loads offline
-PRETRAINED = {"builtin": "builtin/clip"}
+PRETRAINED = {"builtin": "builtin/pipeline/clip"}  # the CLIP of the shipped pipeline: one copy serves both
 
 
 def list_models() -> list[str]:
