@@ -54,7 +54,7 @@ class TextToImagePipeline(DiffusionPipeline):
         elif not Path(name).is_dir():
             raise FileNotFoundError(f"{name!r} is neither a shipped pipeline ({list(PRETRAINED)}) "
                                     "nor a pipeline folder")
-        kwargs.setdefault("torch_dtype", torch.float32)  # weights may be stored as float16 to halve the download
+        kwargs.setdefault("dtype", torch.float32)  # weights may be stored as float16 to halve the download
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # --- conditioning ---------------------------------------------------------------------------------
