@@ -189,6 +189,14 @@ def image_input(label: str):
     return upload, preview
 
 
+def sampling_controls(limits: Limits):
+    """Images, steps, guidance and seed inputs; the sliders stop at the limits, so the page cannot ask for more."""
+    return (gr.Slider(1, limits.max_images, value=min(4, limits.max_images), step=1, label="images"),
+            gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps"),
+            gr.Slider(0, 10, value=3, step=0.5, label="guidance scale"),
+            gr.Number(value=-1, precision=0, label="seed (-1 = random)"))
+
+
 def build_app(demo: Demo) -> gr.Blocks:
     limits = demo.limits
     with gr.Blocks(title="multimodal") as app:
@@ -213,10 +221,7 @@ def build_app(demo: Demo) -> gr.Blocks:
                 with gr.Column():
                     prompt = gr.Textbox(label="prompt", placeholder="a red apple", max_length=limits.max_prompt_chars)
                     negative = gr.Textbox(label="negative prompt")
-                    n_images = gr.Slider(1, limits.max_images, value=min(4, limits.max_images), step=1, label="images")
-                    steps = gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps")
-                    guidance = gr.Slider(0, 10, value=3, step=0.5, label="guidance scale")
-                    seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
+                    n_images, steps, guidance, seed = sampling_controls(limits)
                     generate_button = gr.Button("Generate", variant="primary")
                 with gr.Column():
                     gallery = gr.Gallery(label="images", columns=4, elem_id="gallery")
@@ -227,10 +232,7 @@ def build_app(demo: Demo) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     var_image, var_preview = image_input("image")
-                    var_n = gr.Slider(1, limits.max_images, value=min(4, limits.max_images), step=1, label="images")
-                    var_steps = gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps")
-                    var_guidance = gr.Slider(0, 10, value=3, step=0.5, label="guidance scale")
-                    var_seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
+                    var_n, var_steps, var_guidance, var_seed = sampling_controls(limits)
                     var_button = gr.Button("Make variations", variant="primary")
                 with gr.Column():
                     var_gallery = gr.Gallery(label="variations", columns=4)
