@@ -78,8 +78,10 @@ def contrastive_step(model: nn.Module, micro_batches: list[tuple[torch.Tensor, t
 
 
 def build_model(cfg: TrainConfig):
-    from multimodal.models import create_model, get_config
+    from multimodal.models import create_model, from_pretrained, get_config
 
+    if cfg.model.init:  # continue from saved weights; their config (towers, locks, image size) comes with them
+        return from_pretrained(cfg.model.init).train()
     config = get_config(cfg.model.name)
     if cfg.model.image_size:
         config.model_cfg["vision_cfg"]["image_size"] = cfg.model.image_size

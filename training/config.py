@@ -22,6 +22,7 @@ RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 @dataclass
 class ModelSection:
     name: str = "tiny"  # an architecture (create_model) or, for fine-tuning, weights (from_pretrained)
+    init: str = ""  # start from these weights (a saved model folder) instead of the architecture's initialisation
     pretrained_towers: bool = True
     towers: dict = field(default_factory=dict)  # overrides of the config's tower lock settings
     grad_checkpointing: bool = False
