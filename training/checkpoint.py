@@ -52,7 +52,11 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(PATTERN.search(p.name).group(1)))
 
 
-def find_checkpoint(run_dir: Path, resume: str) -> Path:
+def find_checkpoint(run_dir: Path, resume: str) -> Path | None:
+    """'latest' (there must be one), 'auto' (the newest if any, else None: start fresh), or a path."""
+    if resume == "auto":
+        found = list_checkpoints(run_dir / "checkpoints")
+        return found[-1] if found else None
     if resume != "latest":
         path = Path(resume)
         if not path.is_file():

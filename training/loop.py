@@ -77,6 +77,8 @@ class TrainLoop:
             torch.set_num_threads(cfg.threads)
         self.run_dir = Path(cfg.run_dir)
         self.resume_path = find_checkpoint(self.run_dir, resume) if resume else None
+        if resume == "auto" and self.resume_path is None and (self.run_dir / "final").exists():
+            print(f"{self.run_dir} already holds a finished run; training again from the start", file=sys.stderr)
         seed_everything(cfg.seed + self.info.rank)
         self.model = self.build_model().to(self.info.device)  # the module whose parameters are trained
         self.ddp = DDP(self.model, device_ids=[self.info.device] if self.info.device.type == "cuda" else None) \

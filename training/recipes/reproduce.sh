@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
+# a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
+# can be stopped and started again. About 4 hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mm() { python3 -m multimodal "$@"; }
+done_() { [ -d "$1/final" ]; }
+
+# 0. the offline data (Debian packages) and the corpus shards with their fixed held-out splits
+debs=(openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji dataset-fashion-mnist)
+missing=(); for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
+if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
+python3 -m pip install -q -e ".[test]"
+mm shards corpus all --out data/corpus --quiet
+
+# 1. the CLIP pair: LiT with ImageNet pseudo-pairs, then a short phase with more of them (real photos)
+done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto
+done_ runs/lit-photo || mm train clip --config lit-imagenet model.init=runs/lit-imagenet/final \
+    run_dir=runs/lit-photo steps=300 data.imagenet_pairs=256 optim.lr=2e-4 optim.warmup_steps=20 eval.every=0 \
+    --resume auto
+CLIP=runs/lit-photo/final
+# the other candidates, for the comparison in the README
+done_ runs/lit-default || mm train clip --config lit-default --resume auto
+done_ runs/scratch-small || mm train clip --config scratch-small steps=1500 --resume auto
+
+# 2-3. the prior, then the decoder conditioned on the same CLIP, assembled into a pipeline
+done_ runs/prior || mm train prior --config prior decoder.clip=$CLIP --resume auto
+done_ runs/decoder || mm train decoder --config decoder-64px decoder.clip=$CLIP --resume auto
+python3 training/recipes/ship.py --pipeline runs/decoder/final/pipeline
+
+# 4. the fine-tuning report on Fashion-MNIST
+done_ runs/finetune-fashion || mm train finetune --config finetune-fashion finetune.base=builtin
+
+# 5. evaluations of the shipped model
+mkdir -p runs/eval
+sets=(--data emoji=data/corpus/emoji/eval --data clip-art=data/corpus/openclipart/eval
+      --data tuxpaint=data/corpus/tuxpaint/eval)
+mm eval zeroshot --model builtin "${sets[@]}" --out runs/eval/zeroshot.json
+mm eval retrieval --model builtin "${sets[@]}" --out runs/eval/retrieval.json
+mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 10,20,50 \
+    --guidance 1.5,3 --grid-dir runs/eval/grids --out runs/eval/generation.json
+mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
+
+# 6. the model card and the README's sample grid
+python3 training/recipes/model_card.py --clip-run runs/lit-photo --out assets/MODEL_CARD.md
+python3 training/recipes/sample_grid.py --out assets/samples.png
