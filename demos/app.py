@@ -9,9 +9,12 @@ and are shared by all requests; Gradio's queue bounds the concurrency and the wa
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import random
+import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +85,22 @@ class Demo:
         self.label_sets = label_sets or {}
         self.examples = examples or []
         self.model_card = model_card or "No model card was found for this model."
+        self.outputs_dir = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
+        self._outputs: collections.deque[Path] = collections.deque()
+
+    def _publish(self, images) -> list[str]:
+        """Save images under fresh unique names and return the paths. Gradio caches a returned PIL image under
+        its content hash and rewrites that file on every request, so two users receiving identical pixels
+        (same prompt and seed) could download a half-rewritten file; unique names never collide."""
+        paths = []
+        for image in images:
+            path = self.outputs_dir / f"{uuid.uuid4().hex}.png"
+            image.save(path)
+            self._outputs.append(path)
+            paths.append(str(path))
+        while len(self._outputs) > 8 * self.limits.max_images * self.limits.queue_size:  # bounded disk use
+            self._outputs.popleft().unlink(missing_ok=True)
+        return paths
 
     # --- Tag ------------------------------------------------------------------------------------------
     @readable_errors
@@ -107,7 +126,7 @@ class Demo:
             return None
         image = open_image(image_path, max_pixels=self.limits.max_pixels)
         image.thumbnail((256, 256))
-        return image
+        return self._publish([image])[0]
 
     # --- Generate -------------------------------------------------------------------------------------
     def _settings(self, n, steps, guidance, seed) -> tuple[int, int, float, int, list[str]]:
@@ -144,7 +163,7 @@ class Demo:
         images = pipe(prompt, negative_prompt=(negative or "").strip() or None, num_inference_steps=steps,
                       guidance_scale=guidance, num_images_per_prompt=n, generator=torch.Generator().manual_seed(seed),
                       callback_on_step_end=self._steps_callback(progress, steps)).images
-        return images, self._info(seed, steps, guidance, notes)
+        return self._publish(images), self._info(seed, steps, guidance, notes)
 
     @readable_errors
     def variations(self, image_path: str | None, n, steps, guidance, seed,
@@ -157,7 +176,7 @@ class Demo:
         images = pipe.image_variations(image, num_images_per_prompt=n, num_inference_steps=steps,
                                        guidance_scale=guidance, generator=torch.Generator().manual_seed(seed),
                                        callback_on_step_end=self._steps_callback(progress, steps)).images
-        return images, self._info(seed, steps, guidance, notes)
+        return self._publish(images), self._info(seed, steps, guidance, notes)
 
     @staticmethod
     def _info(seed: int, steps: int, guidance: float, notes: list[str]) -> str:
@@ -185,7 +204,7 @@ def image_input(label: str):
     """An upload field plus a preview drawn by `Demo.preview`. Not `gr.Image`: it opens every upload with
     Pillow before our code runs, so a bad file would fail inside Gradio with an unreadable message."""
     upload = gr.File(label=label, file_types=["image"], type="filepath")
-    preview = gr.Image(label="preview", type="pil", interactive=False, height=220)
+    preview = gr.Image(label="preview", type="filepath", interactive=False, height=220)
     return upload, preview
 
 
@@ -276,7 +295,8 @@ def launch(demo: Demo, host: str = "127.0.0.1", port: int = 7860, block: bool = 
     from multimodal_assets import ASSETS_DIR
 
     app = build_app(demo)
-    allowed = [str(ASSETS_DIR / "examples"), *(str(index_root(path)) for path in demo.indexes.values())]
+    allowed = [str(ASSETS_DIR / "examples"), str(demo.outputs_dir),
+               *(str(index_root(path)) for path in demo.indexes.values())]
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
                max_file_size=demo.limits.max_upload, allowed_paths=allowed, quiet=not block, footer_links=["api"])
     return app
