@@ -61,7 +61,7 @@ def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLA
                                                         dim=-1) for i in range(0, len(texts), 256)])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
+    np.savez_compressed(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
              text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
              keys=np.array(keys), clip_hash=np.array(weights_hash(clip.model)), templates=np.array(templates))
     os.replace(tmp, out)

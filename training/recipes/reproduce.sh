@@ -14,15 +14,11 @@ if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive
 python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
-# 1. the CLIP pair: LiT with ImageNet pseudo-pairs, then a short phase with more of them (real photos)
+# 1. the CLIP pair: LiT with ImageNet pseudo-pairs (the shipped one), and the other candidates for the README
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto
-done_ runs/lit-photo || mm train clip --config lit-imagenet model.init=runs/lit-imagenet/final \
-    run_dir=runs/lit-photo steps=300 data.imagenet_pairs=256 optim.lr=2e-4 optim.warmup_steps=20 eval.every=0 \
-    --resume auto
-CLIP=runs/lit-photo/final
-# the other candidates, for the comparison in the README
+CLIP=runs/lit-imagenet/final
 done_ runs/lit-default || mm train clip --config lit-default --resume auto
-done_ runs/scratch-small || mm train clip --config scratch-small steps=1500 --resume auto
+done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
 # 2-3. the prior, then the decoder conditioned on the same CLIP, assembled into a pipeline
 done_ runs/prior || mm train prior --config prior decoder.clip=$CLIP --resume auto
@@ -43,5 +39,5 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-photo --out assets/MODEL_CARD.md
+python3 training/recipes/model_card.py --clip-run runs/lit-imagenet --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png
