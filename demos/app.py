@@ -13,6 +13,7 @@ import collections
 import functools
 import logging
 import random
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -88,18 +89,24 @@ class Demo:
         self.outputs_dir = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
         self._outputs: collections.deque[Path] = collections.deque()
 
-    def _publish(self, images) -> list[str]:
-        """Save images under fresh unique names and return the paths. Gradio caches a returned PIL image under
-        its content hash and rewrites that file on every request, so two users receiving identical pixels
-        (same prompt and seed) could download a half-rewritten file; unique names never collide."""
+    def _publish(self, items) -> list[str]:
+        """Copy images (PIL or files) under fresh unique names and return the paths. Gradio caches each output
+        under its content hash and rewrites or copies it there while another request may be downloading it, so
+        two users receiving the same bytes (same prompt and seed, same search hit) could get a truncated file;
+        unique names never collide."""
         paths = []
-        for image in images:
-            path = self.outputs_dir / f"{uuid.uuid4().hex}.png"
-            image.save(path)
-            self._outputs.append(path)
+        for item in items:
+            folder = self.outputs_dir / uuid.uuid4().hex
+            folder.mkdir()
+            if isinstance(item, (str, Path)):  # a file keeps its name, for the page
+                path = Path(shutil.copyfile(item, folder / Path(item).name))
+            else:
+                path = folder / "image.png"
+                item.save(path)
+            self._outputs.append(folder)
             paths.append(str(path))
         while len(self._outputs) > 8 * self.limits.max_images * self.limits.queue_size:  # bounded disk use
-            self._outputs.popleft().unlink(missing_ok=True)
+            shutil.rmtree(self._outputs.popleft(), ignore_errors=True)
         return paths
 
     # --- Tag ------------------------------------------------------------------------------------------
@@ -197,7 +204,7 @@ class Demo:
             raise ValueError(f"pick an index: {', '.join(self.indexes)}")
         k = clamp(int(k), 1, 24, "number of results", [])
         hits = search(self.tagger, self.indexes[index_name], (query or "").strip(), top_k=k)
-        return [(path, f"{score:.3f}") for path, score in hits]
+        return list(zip(self._publish([path for path, _ in hits]), [f"{score:.3f}" for _, score in hits]))
 
 
 def image_input(label: str):
