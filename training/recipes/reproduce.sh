@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. About 4 hours on 2 cores.
+# can be stopped and started again. About 4.5 hours on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mm() { python3 -m multimodal "$@"; }
