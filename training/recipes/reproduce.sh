@@ -17,7 +17,7 @@ mm shards corpus all --out data/corpus --quiet
 # 1. the CLIP pair: LiT with ImageNet pseudo-pairs (the shipped one), and the other candidates for the README
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto
 CLIP=runs/lit-imagenet/final
-done_ runs/lit-default || mm train clip --config lit-default --resume auto
+done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
 # 2-3. the prior, then the decoder conditioned on the same CLIP, assembled into a pipeline
