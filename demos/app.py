@@ -283,11 +283,10 @@ def build_app(demo: Demo) -> gr.Blocks:
 
 def default_demo(model: str = "builtin") -> Demo:
     """The shipped model, pipeline, example images, label sets, search index and model card."""
+    from multimodal.tagging.labels import read_labels_file
     from multimodal_assets import ASSETS_DIR
 
-    label_sets = {p.stem.replace("-", " "): [x.strip() for x in p.read_text().splitlines()
-                                             if x.strip() and not x.startswith("#")]
-                  for p in sorted((ASSETS_DIR / "labels").glob("*.txt"))}
+    label_sets = {p.stem.replace("-", " "): read_labels_file(p) for p in sorted((ASSETS_DIR / "labels").glob("*.txt"))}
     examples = [str(p) for p in sorted((ASSETS_DIR / "examples").glob("*")) if p.suffix in (".png", ".jpg")]
     card = ASSETS_DIR / "MODEL_CARD.md"
     index = ASSETS_DIR / "index"

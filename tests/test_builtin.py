@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from multimodal.tagging.labels import read_labels_file
 from multimodal_assets import ASSETS_DIR
 
 EXAMPLES = ASSETS_DIR / "examples"
 EVERYDAY = ASSETS_DIR / "labels" / "everyday.txt"
-
-
-def everyday_labels() -> list[str]:
-    return [x.strip() for x in EVERYDAY.read_text().splitlines() if x.strip() and not x.startswith("#")]
 
 
 def test_assets_stay_under_60_mb():
@@ -34,7 +31,7 @@ def test_builtin_tags_photos_and_drawings_sensibly(tagger):
     """Regression guard on the shipped weights: these were right when the model shipped (see the model card)."""
     expected = {"cat.jpg": "cat", "coffee.jpg": "cup of coffee", "coins.jpg": "coins", "clipart-apple.png": "apple",
                 "clipart-car.png": "car", "clipart-guitar.png": "guitar", "clipart-tree.png": "tree"}
-    results = tagger.tag([EXAMPLES / name for name in expected], everyday_labels(), top_k=3)
+    results = tagger.tag([EXAMPLES / name for name in expected], read_labels_file(EVERYDAY), top_k=3)
     for (name, label), tags in zip(expected.items(), results):
         assert label in [t for t, _ in tags], f"{name}: expected {label!r} in the top 3, got {tags}"
 

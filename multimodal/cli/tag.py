@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 from multimodal.cli import add_subcommand
 
@@ -44,11 +43,9 @@ def register(sub) -> None:
 def read_labels(args) -> list[str]:
     if args.labels is not None:
         return [label.strip() for label in args.labels.split(",") if label.strip()]
-    path = Path(args.labels_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such labels file")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+    from multimodal.tagging.labels import read_labels_file
+
+    return read_labels_file(args.labels_file)
 
 
 def make_tagger(args):

@@ -32,6 +32,15 @@ def check_labels(labels: Sequence[str] | str) -> list[str]:
     return labels
 
 
+def read_labels_file(path: str | Path) -> list[str]:
+    """One label per line; blank lines and lines starting with '#' are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels file")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def warn_if_truncated(model, labels: Sequence[str], templates: Sequence[str]) -> None:
     """Tokenizers cut prompts at the context length; say so instead of silently tagging a shorter label."""
     context = model.config.context_length
