@@ -68,7 +68,7 @@ def main() -> None:
           f"encoder and prior); max pixel difference {(ours - plain).abs().max().item():.2e}")
 
     prompts, real = pick_prompts(args.data, args.prompts)
-    judge = pipe.clip.clip
+    judge = pipe.clip
     original = pipe.scheduler
     rows = []
     for name, cls, step_list in (("DDPM", DDPMScheduler, [250]), ("DPM-Solver++", DPMSolverMultistepScheduler,

@@ -36,7 +36,7 @@ def convert(clip, out_dir: Path):
     import open_clip
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    cfg = clip.config.model_cfg
+    cfg = clip.spec.model_cfg
     v, t = cfg["vision_cfg"], cfg["text_cfg"]
     sd = clip.model.state_dict()
     config = CLIPConfig(
@@ -82,7 +82,7 @@ def convert(clip, out_dir: Path):
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     tokenizer = CLIPTokenizer(str(out_dir / "vocab.json"), str(out_dir / "merges.txt"),
                               model_max_length=t["context_length"], pad_token="!")
-    pp = clip.config.preprocess_cfg
+    pp = clip.spec.preprocess_cfg
     processor = CLIPImageProcessor(size={"shortest_edge": pp["size"]}, crop_size={"height": pp["size"],
                                    "width": pp["size"]}, image_mean=list(pp["mean"]), image_std=list(pp["std"]),
                                    resample=3)

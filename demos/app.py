@@ -23,6 +23,7 @@ import gradio as gr
 import torch
 
 from multimodal.data.images import ImageError, open_image
+from multimodal.errors import UsageError
 
 log = logging.getLogger("multimodal.demo")
 
@@ -113,14 +114,14 @@ class Demo:
     @readable_errors
     def tag(self, image_path: str | None, labels_text: str, label_set: str | None, mode: str) -> dict[str, float]:
         if not image_path:
-            raise ValueError("upload an image (or pick an example) first")
+            raise UsageError("upload an image (or pick an example) first")
         labels = [x.strip() for x in (labels_text or "").split(",") if x.strip()]
         if not labels and label_set:
             labels = self.label_sets.get(label_set, [])
         if not labels:
-            raise ValueError("the label list is empty: type labels separated by commas, or pick a label set")
+            raise UsageError("the label list is empty: type labels separated by commas, or pick a label set")
         if len(labels) > self.limits.max_labels:
-            raise ValueError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
+            raise UsageError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
         image = open_image(image_path, max_pixels=self.limits.max_pixels)
         multi = mode.startswith("multi")
         tags = self.tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
@@ -146,7 +147,7 @@ class Demo:
 
     def _need_pipeline(self):
         if self.pipe is None:
-            raise ValueError("this demo was started without a text-to-image pipeline")
+            raise UsageError("this demo was started without a text-to-image pipeline")
         return self.pipe
 
     @staticmethod
@@ -162,7 +163,7 @@ class Demo:
         pipe = self._need_pipeline()
         prompt = (prompt or "").strip()
         if not prompt:
-            raise ValueError("the prompt is empty: describe the image you want, e.g. 'a red apple'")
+            raise UsageError("the prompt is empty: describe the image you want, e.g. 'a red apple'")
         n, steps, guidance, seed, notes = self._settings(n, steps, guidance, seed)
         if len(prompt) > self.limits.max_prompt_chars:
             notes.append(f"prompt cut to {self.limits.max_prompt_chars} characters")
@@ -177,7 +178,7 @@ class Demo:
                  progress=gr.Progress()):  # noqa: B008 - Gradio passes its progress tracker through this default
         pipe = self._need_pipeline()
         if not image_path:
-            raise ValueError("upload an image first")
+            raise UsageError("upload an image first")
         n, steps, guidance, seed, notes = self._settings(n, steps, guidance, seed)
         image = open_image(image_path, max_pixels=self.limits.max_pixels)
         images = pipe.image_variations(image, num_images_per_prompt=n, num_inference_steps=steps,
@@ -199,9 +200,9 @@ class Demo:
         from multimodal.tagging.index import search
 
         if not self.indexes:
-            raise ValueError("this demo was started without a search index (build one with `multimodal index`)")
+            raise UsageError("this demo was started without a search index (build one with `multimodal index`)")
         if index_name not in self.indexes:
-            raise ValueError(f"pick an index: {', '.join(self.indexes)}")
+            raise UsageError(f"pick an index: {', '.join(self.indexes)}")
         k = clamp(int(k), 1, 24, "number of results", [])
         hits = search(self.tagger, self.indexes[index_name], (query or "").strip(), top_k=k)
         return list(zip(self._publish([path for path, _ in hits]), [f"{score:.3f}" for _, score in hits]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from multimodal.errors import UsageError
+
 # A short ensemble that suits photos, drawings, clip-art and emoji alike.
 DEFAULT_TEMPLATES = (
     "{}",
@@ -20,10 +22,10 @@ DEFAULT_TEMPLATES = (
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     templates = tuple(templates)
     if not templates:
-        raise ValueError("at least one prompt template is needed, e.g. 'a photo of a {}'")
+        raise UsageError("at least one prompt template is needed, e.g. 'a photo of a {}'")
     bad = [t for t in templates if t.count("{}") != 1]
     if bad:
-        raise ValueError(f"each template needs exactly one '{{}}' where the label goes; these do not: {bad}")
+        raise UsageError(f"each template needs exactly one '{{}}' where the label goes; these do not: {bad}")
     return templates
 
 

@@ -4,11 +4,10 @@ on half of a fixed 8-sample batch per rank, compared on rank 0 with a 1-process 
 import sys
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 import multimodal as mm
-from multimodal_train.clip import contrastive_step, make_loss
-from multimodal_train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from multimodal_train.distributed import all_reduce_mean, session, wrap_ddp
+from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 
 
 def fresh_model():
@@ -20,8 +19,19 @@ def no_autocast():
     return torch.autocast("cpu", enabled=False)
 
 
+def step(model, forward, images, tokens, rank: int, world_size: int) -> torch.Tensor:
+    objective = ContrastiveObjective(model, forward, make_contrastive_loss("clip", rank, world_size), no_autocast)
+    loss = objective([{"image": images, "text": tokens}])
+    loss.backward()
+    return loss.detach()
+
+
 def main(out: str) -> None:
-    info = init_distributed("cpu")
+    with session("cpu") as info:
+        run(out, info)
+
+
+def run(out: str, info) -> None:
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(123)
     images = torch.randn(8, 3, 32, 32, generator=g)
@@ -29,18 +39,16 @@ def main(out: str) -> None:
     tokens = model.tokenize([f"caption number {i}" for i in range(8)])
     half = slice(4 * info.rank, 4 * info.rank + 4)
 
-    ddp = DDP(model)
-    loss = contrastive_step(ddp, [(images[half], tokens[half])], make_loss("clip", info), no_autocast)
+    loss = step(model, wrap_ddp(model, info), images[half], tokens[half], info.rank, info.world_size)
     loss_2rank = all_reduce_mean(loss.item(), info)  # the per-rank losses average to the global-batch loss
     grads_2rank = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     if info.is_main:
         reference = fresh_model()
-        loss_1 = contrastive_step(reference, [(images, tokens)], make_loss("clip", DistInfo()), no_autocast)
+        loss_1 = step(reference, reference, images, tokens, 0, 1)
         grads_1 = {n: p.grad.clone() for n, p in reference.named_parameters() if p.grad is not None}
         torch.save({"loss_2rank": loss_2rank, "loss_1rank": loss_1.item(), "grads_2rank": grads_2rank,
                     "grads_1rank": grads_1}, out)
-    cleanup()
 
 
 if __name__ == "__main__":

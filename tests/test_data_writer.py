@@ -139,7 +139,7 @@ def test_resume_after_sigkill(caption_dir, tmp_path):
 
 def test_refuses_to_mix_different_sources(caption_dir, imagefolder_dir, tmp_path):
     write_shards(load_source(caption_dir), tmp_path / "out", progress=False)
-    with pytest.raises(RuntimeError, match="different source"):
+    with pytest.raises(ValueError, match="different source"):
         write_shards(load_source(imagefolder_dir), tmp_path / "out", progress=False)
     write_shards(load_source(imagefolder_dir), tmp_path / "out", overwrite=True, progress=False)
     assert len(read_all(tmp_path / "out")) == 15

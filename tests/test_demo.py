@@ -10,7 +10,7 @@ import torch
 from conftest import make_image, png_bomb_bytes
 
 import multimodal as mm
-from multimodal.generation import CLIPEncoder, EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
+from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
 from multimodal.tagging import ZeroShotTagger
 from multimodal.tagging.index import build_index
 from multimodal_demo.app import Demo, Limits, launch
@@ -31,8 +31,8 @@ def served(tmp_path_factory):
     torch.manual_seed(0)
     clip = mm.create_model("tiny")
     clip_dir = clip.save_pretrained(root / "clip")
-    unet, sched = create_decoder("unet-tiny", clip.config.embed_dim)
-    TextToImagePipeline(CLIPEncoder(clip), EmbeddingPrior(64, 64, 1), unet,
+    unet, sched = create_decoder("unet-tiny", clip.embed_dim)
+    TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet,
                         sampling_scheduler(sched.config)).save_pretrained(root / "pipe")
     photos = root / "photos"
     photos.mkdir()

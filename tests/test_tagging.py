@@ -47,14 +47,14 @@ def colours(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(colours):
     """A tiny scratch CLIP trained for real, here, until it names the colours."""
-    from multimodal_train.clip import CLIPTrainer
+    from multimodal_train.clip import train
     from multimodal_train.config import load_config
 
     cfg = load_config("tiny-ci", [f"run_dir={colours / 'run'}", f"data.train={colours / 'shards'}",
                                   "steps=120", "data.batch_size=24", "data.num_workers=0", "data.augment=false",
                                   "optim.lr=2e-3", "optim.warmup_steps=10", "eval.zeroshot={}",
                                   "eval.retrieval={}", "checkpoint_every=1000", "threads=2", "log_every=20"])
-    CLIPTrainer(cfg).run()
+    train(cfg)
     return colours / "run" / "final"
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal.errors import MissingError
+
 PATTERN = re.compile(r"step-(\d+)\.ckpt$")
 
 
@@ -60,11 +62,11 @@ def find_checkpoint(run_dir: Path, resume: str) -> Path | None:
     if resume != "latest":
         path = Path(resume)
         if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
+            raise MissingError(f"no checkpoint at {path}")
         return path
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
-        raise FileNotFoundError(f"--resume latest: no checkpoint in {run_dir / 'checkpoints'}")
+        raise MissingError(f"--resume latest: no checkpoint in {run_dir / 'checkpoints'}")
     return found[-1]
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from multimodal.errors import MissingError, UsageError
+
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -61,6 +63,46 @@ class EvalSection:
     batch_size: int = 128
 
 
+SAMPLE_PROMPTS = ["a red apple", "a smiling face", "a blue car", "a green tree", "a yellow star", "a black cat",
+                  "a birthday cake", "a house", "a pizza", "a red heart", "a dog", "a rocket", "a sun",
+                  "a fish", "a guitar", "a flower"]
+
+
+@dataclass
+class DecoderSection:
+    clip: str = "builtin"  # the frozen CLIP whose embeddings condition the decoder
+    config: str = "unet-64px"  # decoder architecture: a name in model_configs/decoder/ or a JSON file
+    cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
+    cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
+    ema_decay: float = 0.999
+    sample_every: int = 500
+    sample_prompts: list = field(default_factory=lambda: list(SAMPLE_PROMPTS))
+    sample_steps: int = 20
+    guidance_scale: float = 3.0
+    prior: str = ""  # a trained prior folder: used for the sample grids and to assemble the pipeline
+
+
+@dataclass
+class PriorSection:
+    clip: str = "builtin"  # the frozen CLIP (the one the decoder is conditioned on)
+    eval_data: str = ""  # held-out shards for the prior metrics
+    cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
+    cache_image_size: int = 64  # the cache file is shared with a decoder of this size (its images go unused here)
+    hidden: int = 1024
+    layers: int = 3
+
+
+@dataclass
+class FinetuneSection:
+    base: str = "builtin"  # shipped name, saved folder, or open_clip ARCH:TAG
+    data: str = ""  # ImageFolder, CSV/JSONL, or labelled shards
+    eval_data: str = ""  # held-out split; empty = hash split of `data` (10%)
+    reference: dict = field(default_factory=dict)  # name -> labelled shards from the pretraining corpus
+    templates: list = field(default_factory=lambda: ["a photo of a {}."])
+    wise_alphas: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    max_eval_samples: int = 0  # 0 = all
+
+
 @dataclass
 class TrainConfig:
     run_dir: str = "runs/tiny-ci"
@@ -78,8 +120,13 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     eval: EvalSection = field(default_factory=EvalSection)
-    finetune: dict = field(default_factory=dict)  # used by `train finetune` (see training/finetune.py)
-    decoder: dict = field(default_factory=dict)  # used by `train decoder|prior`
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)  # `train finetune`
+    decoder: DecoderSection = field(default_factory=DecoderSection)  # `train decoder`
+    prior: PriorSection = field(default_factory=PriorSection)  # `train prior`
+
+
+class ConfigTypeError(UsageError, TypeError):
+    """A config value of the wrong type."""
 
 
 def _check_type(value, annotation, where: str):
@@ -92,7 +139,7 @@ def _check_type(value, annotation, where: str):
                 return _check_type(value, option, where)
             except TypeError:
                 continue
-        raise TypeError(f"{where}: {value!r} does not fit {annotation}")
+        raise ConfigTypeError(f"{where}: {value!r} does not fit {annotation}")
     target = origin or annotation
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -104,7 +151,7 @@ def _check_type(value, annotation, where: str):
     if target is type(None) and value is None:
         return None
     if not isinstance(value, target) or (target is int and isinstance(value, bool)):
-        raise TypeError(f"{where}: expected {getattr(target, '__name__', target)}, got {value!r}")
+        raise ConfigTypeError(f"{where}: expected {getattr(target, '__name__', target)}, got {value!r}")
     return value
 
 
@@ -113,7 +160,7 @@ def from_dict(cls, data: dict, where: str = ""):
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
-        raise ValueError(f"unknown config key(s) {sorted(where + k for k in unknown)}; "
+        raise UsageError(f"unknown config key(s) {sorted(where + k for k in unknown)}; "
                          f"valid here: {sorted(known)}")
     kwargs = {}
     hints = typing.get_type_hints(cls)
@@ -121,7 +168,7 @@ def from_dict(cls, data: dict, where: str = ""):
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise TypeError(f"{where}{name}: expected a mapping, got {value!r}")
+                raise ConfigTypeError(f"{where}{name}: expected a mapping, got {value!r}")
             kwargs[name] = from_dict(hint, value, f"{where}{name}.")
         else:
             kwargs[name] = _check_type(value, hint, where + name)
@@ -130,18 +177,18 @@ def from_dict(cls, data: dict, where: str = ""):
 
 def apply_override(data: dict, override: str) -> None:
     if "=" not in override:
-        raise ValueError(f"override {override!r} is not of the form key=value")
+        raise UsageError(f"override {override!r} is not of the form key=value")
     key, raw = override.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as e:
-        raise ValueError(f"override {override!r}: the value is not valid YAML ({e.problem}); quote it") from None
+        raise UsageError(f"override {override!r}: the value is not valid YAML ({e.problem}); quote it") from None
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override {override!r}: {part} is not a section")
+            raise UsageError(f"override {override!r}: {part} is not a section")
     node[parts[-1]] = value
 
 
@@ -153,7 +200,7 @@ def recipe_path(name_or_path: str) -> Path:
     if candidate.is_file():
         return candidate
     available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"no recipe file {name_or_path!r} and no recipe of that name; recipes: {available}")
+    raise MissingError(f"no recipe file {name_or_path!r} and no recipe of that name; recipes: {available}")
 
 
 def load_config(name_or_path: str | None, overrides: list[str] = (), cls=TrainConfig):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from multimodal.errors import UsageError
 
 
 @dataclass
@@ -30,7 +34,7 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for, but no CUDA device is available")
+            raise UsageError("device=cuda was asked for, but no CUDA device is available")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device(choice)
@@ -45,6 +49,34 @@ def init_distributed(device_choice: str = "auto") -> DistInfo:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     return DistInfo(rank, world_size, local_rank, device)
+
+
+def current(device: torch.device) -> DistInfo:
+    """This process's place in an already set-up process group (rank 0 of 1 without one)."""
+    if not dist.is_initialized():
+        return DistInfo(device=device)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device)
+
+
+@contextlib.contextmanager
+def session(device_choice: str = "auto") -> Iterator[DistInfo]:
+    """Join (under torchrun) or stand alone for the duration; only the group created here is torn down here."""
+    created = not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    info = init_distributed(device_choice)
+    try:
+        yield info
+    finally:
+        if created:
+            cleanup()
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """The module to run forward passes through: DDP under torchrun (gradients all-reduced), else the model."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None)
 
 
 def barrier() -> None:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from multimodal.data.samples import iter_decoded
+from multimodal.errors import UsageError
 
 CAPTION_TEMPLATES = ("{}", "a picture of {}", "an image of {}")
 
@@ -36,13 +37,10 @@ def fit_square(image: Image.Image, size: int) -> np.ndarray:
 def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLATES, batch_size: int = 64) -> Path:
     from tqdm.auto import tqdm
 
-    from multimodal.tagging.labels import weights_hash
-
     keys, captions, images, image_emb, pending = [], [], [], [], []
 
     def flush():
-        pixels = torch.stack([clip.preprocess(img) for img in pending])
-        image_emb.append(torch.nn.functional.normalize(clip.encode_image(pixels).float(), dim=-1))
+        image_emb.append(clip.embed_images(pending).cpu())
         pending.clear()
 
     for sample in tqdm(iter_decoded(spec), desc=f"embedding {spec}", unit="img", file=sys.stderr):
@@ -55,25 +53,22 @@ def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLA
     if pending:
         flush()
     if not keys:
-        raise ValueError(f"no readable samples in {spec}")
+        raise UsageError(f"no readable samples in {spec}")
     texts = [t.format(c) for c in captions for t in templates]
-    text_emb = torch.cat([torch.nn.functional.normalize(clip.encode_text(clip.tokenize(texts[i:i + 256])).float(),
-                                                        dim=-1) for i in range(0, len(texts), 256)])
+    text_emb = clip.embed_texts(texts).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
              text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
-             keys=np.array(keys), clip_hash=np.array(weights_hash(clip.model)), templates=np.array(templates))
+             keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), templates=np.array(templates))
     os.replace(tmp, out)
     return out
 
 
 def load_or_build(clip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
-    from multimodal.tagging.labels import weights_hash
-
     if out.is_file():
         data = dict(np.load(out))
-        if str(data["clip_hash"]) == weights_hash(clip.model) and data["images"].shape[1] == image_size:
+        if str(data["clip_hash"]) == clip.fingerprint() and data["images"].shape[1] == image_size:
             return data
         print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
     return dict(np.load(build_cache(clip, spec, out, image_size)))

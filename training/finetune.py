@@ -15,25 +15,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from multimodal_train.config import TrainConfig, from_dict
-
-
-@dataclass
-class FinetuneSection:
-    base: str = "builtin"  # shipped name, saved folder, or open_clip ARCH:TAG
-    data: str = ""  # ImageFolder, CSV/JSONL, or labelled shards
-    eval_data: str = ""  # held-out split; empty = hash split of `data` (10%)
-    reference: dict = field(default_factory=dict)  # name -> labelled shards from the pretraining corpus
-    templates: list = field(default_factory=lambda: ["a photo of a {}."])
-    wise_alphas: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    max_eval_samples: int = 0  # 0 = all
+from multimodal.errors import UsageError
+from multimodal_train.config import FinetuneSection, TrainConfig
 
 
 def interpolate(base: dict, tuned: dict, alpha: float) -> dict:
@@ -43,21 +31,21 @@ def interpolate(base: dict, tuned: dict, alpha: float) -> dict:
 
 def prepare_domain_shards(section: FinetuneSection, run_dir: Path) -> tuple[str, str]:
     """(train spec, eval spec) as shards; converts an ImageFolder/CSV/JSONL once into run_dir/data."""
-    from multimodal.data.sources import load_source
+    from multimodal.data.sources import detect_kind, load_source
     from multimodal.data.split import split_of
     from multimodal.data.writer import write_shards
 
     source = Path(section.data)
     if not section.data:
-        raise ValueError("finetune.data is empty: give an ImageFolder, a CSV/JSONL file or labelled shards")
-    is_shards = source.suffix == ".tar" or (source.is_dir() and any(source.glob("*.tar"))) or "{" in section.data
-    if is_shards:
+        raise UsageError("finetune.data is empty: give an ImageFolder, a CSV/JSONL file or labelled shards")
+    kind = detect_kind(section.data)
+    if kind == "shards":
         if not section.eval_data:
-            raise ValueError("finetune.data is shards: also give finetune.eval_data (a held-out shard set)")
+            raise UsageError("finetune.data is shards: also give finetune.eval_data (a held-out shard set)")
         return section.data, section.eval_data
-    items = load_source(source)
+    items = load_source(source, kind)
     if not any(item.labels for item in items):
-        raise ValueError(f"{source}: fine-tuning needs class labels (an ImageFolder, or a CSV/JSONL --label-col)")
+        raise UsageError(f"{source}: fine-tuning needs class labels (an ImageFolder, or a CSV/JSONL --label-col)")
     for item in items:  # FLYP trains on class-name prompts: the caption is the class name, templated at train time
         item.caption = item.labels[0].replace("_", " ")
         item.labels = [item.caption]
@@ -94,11 +82,18 @@ def format_report(report: dict) -> str:
 
 
 def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
-    from multimodal.models import from_pretrained
-    from multimodal_train.clip import CLIPTrainer
+    """FLYP on the domain set, then the WiSE-FT report; the chosen weights go to RUN_DIR/final (rank 0)."""
+    from multimodal_train.distributed import session
 
-    cfg = copy.deepcopy(cfg)
-    section = from_dict(FinetuneSection, cfg.finetune, "finetune.")
+    with session(cfg.device) as info:
+        return _finetune(copy.deepcopy(cfg), info, wise_alpha)
+
+
+def _finetune(cfg: TrainConfig, info, wise_alpha: float | None) -> dict:
+    from multimodal.models import from_pretrained
+    from multimodal_train.clip import fit
+
+    section = cfg.finetune
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_spec, eval_spec = prepare_domain_shards(section, run_dir)
@@ -107,10 +102,10 @@ def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
     cfg.eval.zeroshot, cfg.eval.retrieval = {"domain": eval_spec}, {}
     base = from_pretrained(section.base)
     base_state = {k: v.clone() for k, v in base.model.state_dict().items()}
-    print(f"fine-tuning {section.base} ({base.config.name}) on {section.data}", file=sys.stderr)
+    print(f"fine-tuning {section.base} ({base.config['name']}) on {section.data}", file=sys.stderr)
 
-    CLIPTrainer(cfg, model=base).run()  # FLYP: the pretraining loss on templated class names
-    if int(os.environ.get("RANK", "0")) != 0:
+    fit(cfg, info, model=base)  # FLYP: the pretraining loss on templated class names
+    if not info.is_main:
         return {}  # under torchrun, rank 0 alone evaluates and reports
     tuned_state = {k: v.clone() for k, v in base.model.state_dict().items()}
 
@@ -131,6 +126,7 @@ def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
     print(format_report(report))
     chosen = 1.0 if wise_alpha is None else wise_alpha
     base.model.load_state_dict(interpolate(base_state, tuned_state, chosen))
-    base.config.description = f"{base.config.description} Fine-tuned (FLYP) on {section.data}, WiSE-FT alpha={chosen}."
+    base.register_to_config(description=f"{base.config['description']} Fine-tuned (FLYP) on {section.data}, "
+                                        f"WiSE-FT alpha={chosen}.")
     base.save_pretrained(run_dir / "final")
     return report

@@ -1,10 +1,14 @@
-"""The plain training loop every trainer shares (CLIP, decoder, prior).
+"""The plain training loop every trainer shares (CLIP, fine-tuning, decoder, prior), by composition:
 
-A subclass builds its model and data and computes one step's loss; this base does the rest:
-AdamW with decoupled weight decay, cosine schedule with warmup, gradient clipping, bf16 autocast,
-the NaN guard, tqdm + TensorBoard + metrics.jsonl + curves.png, periodic evaluation, atomic
-checkpoints (last N kept) and exact resume (model, optimizer, schedule, RNG and data position of
-every rank), under torchrun DDP or in one process.
+    loop = TrainLoop(model, objective, data, cfg, evaluate=..., on_log=...)
+    metrics = loop.run(resume="latest")
+
+`model` is the module whose parameters are trained, `objective(batch)` returns one optimizer step's loss,
+and `data` is an iterable of batches with `state_dict()`/`load_state_dict()` (its stream position). The
+loop does the rest: AdamW with decoupled weight decay, cosine schedule with warmup, gradient clipping, the
+NaN guard, tqdm + TensorBoard + metrics.jsonl + curves.png, periodic evaluation, atomic checkpoints (last
+N kept) and exact resume (model, optimizer, schedule, RNG, objective and data state of every rank). Under
+torchrun the caller sets up the process group and the DDP wrapper (`distributed.session`, `wrap_ddp`).
 """
 
 from __future__ import annotations
@@ -14,29 +18,27 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
+from multimodal.errors import TrainingStopped
 from multimodal_train.checkpoint import (
     all_finite,
     find_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from multimodal_train.config import TrainConfig, to_yaml
-from multimodal_train.distributed import all_reduce_mean, barrier, cleanup, init_distributed
+from multimodal_train.distributed import all_reduce_mean, barrier, current
 from multimodal_train.metrics import MetricsLog, plot_curves
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from multimodal_train.objectives import Objective
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -67,73 +69,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class TrainLoop:
-    """Subclasses implement `build_model`, `batches`, `train_step`, and optionally the other hooks."""
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    def __init__(self, cfg: TrainConfig, resume: str | None = None):
-        self.cfg = cfg
-        self.info = init_distributed(cfg.device)
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
+
+class TrainLoop:
+    def __init__(self, model: nn.Module, objective: Objective, data: Iterable, cfg: TrainConfig, *,
+                 evaluate: Callable[[], dict] | None = None, on_log: Callable[[int], None] | None = None):
+        self.model, self.objective, self.data, self.cfg = model, objective, data, cfg
+        self.evaluate, self.on_log = evaluate, on_log
+        self.info = current(next(model.parameters()).device)
         self.run_dir = Path(cfg.run_dir)
-        self.resume_path = find_checkpoint(self.run_dir, resume) if resume else None
-        if resume == "auto" and self.resume_path is None and (self.run_dir / "final").exists():
-            print(f"{self.run_dir} already holds a finished run; training again from the start", file=sys.stderr)
-        seed_everything(cfg.seed + self.info.rank)
-        self.model = self.build_model().to(self.info.device)  # the module whose parameters are trained
-        self.ddp = DDP(self.model, device_ids=[self.info.device] if self.info.device.type == "cuda" else None) \
-            if self.info.distributed else self.model
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                            betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
         self.scheduler = cosine_with_warmup(self.optimizer, cfg.optim.warmup_steps, cfg.steps)
         self.step = 0
         self.nan_skips = 0
-        self.setup()
-        if self.resume_path:
-            self.load(self.resume_path)
 
-    # --- hooks ------------------------------------------------------------------------------------------
-    def build_model(self) -> nn.Module:
-        raise NotImplementedError
-
-    def setup(self) -> None:
-        """Data and anything else that needs the built model."""
-
-    def batches(self) -> Iterator:
-        raise NotImplementedError
-
-    def train_step(self, batches: Iterator) -> tuple[torch.Tensor, int]:
-        """Take what one optimizer step needs from `batches`, run forward + backward.
-
-        Returns (the detached loss, the number of samples this rank used)."""
-        raise NotImplementedError
-
-    def after_step(self) -> None:
-        """After each optimizer step (e.g. clamp the temperature, update an EMA)."""
-
-    def log_values(self) -> dict:
-        return {}
-
-    def extra_state(self) -> dict:
-        """This rank's extra resume state (e.g. its data position)."""
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
-    def evaluate(self) -> dict:
-        return {}
-
-    def on_log(self, log: MetricsLog) -> None:
-        """Every log step, on rank 0 (e.g. save a sample grid)."""
-
-    def finish(self) -> None:
-        """Rank 0, after the last step: write the final model."""
-
-    # --- helpers ------------------------------------------------------------------------------------------
-    def autocast(self):
-        return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
-
+    # --- checkpoints ----------------------------------------------------------------------------------------
     def gather(self, obj) -> list:
         if not self.info.distributed:
             return [obj]
@@ -141,14 +94,14 @@ class TrainLoop:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    # --- checkpoints ----------------------------------------------------------------------------------------
     def save(self) -> None:
-        extras, rngs = self.gather(self.extra_state()), self.gather(rng_state())
+        extra = {"data": self.data.state_dict(), "objective": self.objective.state_dict()}
+        extras, rngs = self.gather(extra), self.gather(rng_state())
         if not self.info.is_main:
             return
         if not all_finite(self.model):
-            raise NonFiniteLoss(f"step {self.step}: the weights hold NaN/inf; no checkpoint was written, "
-                                "the last good one is kept")
+            raise TrainingStopped(f"step {self.step}: the weights hold NaN/inf; no checkpoint was written"
+                                  + self._last_good())
         state = {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "extra": extras, "rng": rngs,
                  "nan_skips": self.nan_skips, "config": dataclasses.asdict(self.cfg)}
@@ -159,69 +112,96 @@ class TrainLoop:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.load_extra_state(state["extra"][self.info.rank])
+        extra = state["extra"][self.info.rank]
+        self.data.load_state_dict(extra["data"])
+        self.objective.load_state_dict(extra["objective"])
         set_rng_state(state["rng"][self.info.rank])
         self.step = int(state["step"])
         self.nan_skips = int(state.get("nan_skips", 0))
 
+    def _last_good(self) -> str:
+        found = list_checkpoints(self.run_dir / "checkpoints")
+        return f"; the last good checkpoint is {found[-1]}" if found else "; no checkpoint had been written yet"
+
     # --- the loop -------------------------------------------------------------------------------------------
     def run_evaluation(self) -> dict:
-        results = self.evaluate() if self.info.is_main else {}
+        results = {}
+        if self.evaluate is not None and self.info.is_main:
+            self.model.eval()
+            try:
+                results = self.evaluate()
+            finally:
+                self.model.train()
         barrier()
         return results
 
-    def run(self) -> dict:
+    def run(self, resume: str | None = None) -> dict:
+        """Train to `cfg.steps` (continuing a checkpoint if `resume` finds one); returns the final evaluation."""
         from tqdm.auto import tqdm
 
         cfg, info = self.cfg, self.info
+        resume_path = find_checkpoint(self.run_dir, resume) if resume else None
+        if resume == "auto" and resume_path is None and (self.run_dir / "final").exists():
+            print(f"{self.run_dir} already holds a finished run; training again from the start", file=sys.stderr)
+        if resume_path:
+            self.load(resume_path)
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-        log = MetricsLog(self.run_dir, enabled=info.is_main, resume_step=self.step if self.resume_path else None)
+        log = MetricsLog(self.run_dir, enabled=info.is_main, resume_step=self.step if resume_path else None)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not info.is_main, file=sys.stderr, unit="step",
-                   desc=f"train {type(self).__name__.removesuffix('Trainer').lower()}")
-        batches = self.batches()
+                   desc=f"train {self.run_dir.name}")
+        batches = iter(self.data)
         self.model.train()
-        window_start, window_samples = time.perf_counter(), 0
-        final = {}
+        samples_per_step = cfg.data.batch_size * cfg.optim.accum_steps * info.world_size
+        window_start, window_steps = time.perf_counter(), 0
         try:
             while self.step < cfg.steps:
-                loss, samples = self.train_step(batches)
-                if not self.finite_everywhere(loss):
-                    self.optimizer.zero_grad(set_to_none=True)
+                if not self.train_step(next(batches)):
                     continue
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.after_step()
-                self.step += 1
                 bar.update(1)
-                window_samples += samples * info.world_size
+                window_steps += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     elapsed = time.perf_counter() - window_start
-                    values = {"loss": all_reduce_mean(loss.item(), info), "lr": self.scheduler.get_last_lr()[-1],
-                              "samples_per_s": window_samples / max(elapsed, 1e-9), **self.log_values()}
+                    values = {"loss": all_reduce_mean(self.last_loss, info), "lr": self.scheduler.get_last_lr()[-1],
+                              "samples_per_s": window_steps * samples_per_step / max(elapsed, 1e-9),
+                              **self.objective.log_values(), **getattr(self.data, "log_values", dict)()}
                     log.log(self.step, values)
                     bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in values.items()})
-                    if info.is_main:
-                        self.on_log(log)
-                    window_start, window_samples = time.perf_counter(), 0
+                    if info.is_main and self.on_log is not None:
+                        self.on_log(self.step)
+                    window_start, window_steps = time.perf_counter(), 0
                 if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
                     log.log(self.step, self.run_evaluation(), prefix="eval")
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
             final = self.run_evaluation()
             log.log(self.step, final, prefix="eval")
-            if info.is_main:
-                self.finish()
-                plot_curves(self.run_dir)
         finally:
             bar.close()
             log.close()
-            cleanup()
+        if info.is_main:
+            plot_curves(self.run_dir)
         return final
+
+    def train_step(self, batch) -> bool:
+        """One optimizer step; False when the NaN guard skipped it. An objective that runs its own backward
+        passes (gradient caching across micro-batches) returns its loss detached."""
+        loss = self.objective(batch)
+        if loss.requires_grad:
+            loss.backward()
+        if not self.finite_everywhere(loss.detach()):
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.objective.after_step()
+        self.step += 1
+        self.last_loss = loss.item()
+        return True
 
     def finite_everywhere(self, loss: torch.Tensor) -> bool:
         """NaN guard: every rank agrees to skip a step whose loss is not finite; too many in a row stops the run."""
@@ -234,6 +214,6 @@ class TrainLoop:
         self.nan_skips += 1
         print(f"step {self.step + 1}: non-finite loss, step skipped ({self.nan_skips} in a row)", file=sys.stderr)
         if self.nan_skips >= self.cfg.max_nan_skips:
-            raise NonFiniteLoss(f"step {self.step + 1}: {self.nan_skips} non-finite losses in a row; stopping. "
-                                f"The last checkpoint in {self.run_dir / 'checkpoints'} is good.")
+            raise TrainingStopped(f"step {self.step + 1}: {self.nan_skips} non-finite losses in a row; stopping"
+                                  + self._last_good())
         return False

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from multimodal import __version__
+from multimodal.errors import MultimodalError
 
 DESCRIPTION = """\
 A CLIP-style text-image model in one package: webdataset shards, contrastive training,
@@ -47,22 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError, NotBuiltYet) as e:
-        # user errors: one readable line, no traceback (set MULTIMODAL_DEBUG=1 to see it)
+    except MultimodalError as e:
+        # what the user can fix: one readable line, no traceback (set MULTIMODAL_DEBUG=1 to see it);
+        # anything else is a bug or a real failure (out of memory, a torch error) and shows as what it is
         import os
 
         if os.environ.get("MULTIMODAL_DEBUG"):
             raise
         print(f"multimodal {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-class NotBuiltYet(RuntimeError):
-    """Raised by a subcommand whose implementation has not landed yet."""
-
-
-def not_built(what: str) -> None:
-    raise NotBuiltYet(f"{what} is not built yet in this version of multimodal; nothing was done")
 
 
 def add_subcommand(sub, name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from multimodal.cli import add_subcommand
+from multimodal.errors import UsageError
 
 EVAL_HELP = """\
   zeroshot    top-1/top-5 accuracy and per-class recall, each image classified among all labels of
@@ -38,7 +39,7 @@ def register(sub) -> None:
 
 def parse_sets(specs: list[str] | None) -> dict[str, str]:
     if not specs:
-        raise ValueError("give at least one --data set")
+        raise UsageError("give at least one --data set")
     sets = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
@@ -84,7 +85,7 @@ def run_generation(args) -> int:
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    judge = from_pretrained(args.judge) if args.judge else pipe.clip.clip
+    judge = from_pretrained(args.judge) if args.judge else pipe.clip
     rows = []
     for name, spec in parse_sets(args.data).items():
         prompts, real = pick_prompts(spec, args.num_prompts)

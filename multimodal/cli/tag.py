@@ -7,6 +7,7 @@ import json
 import sys
 
 from multimodal.cli import add_subcommand
+from multimodal.errors import UsageError
 
 TAG_HELP = """\
 Tag images with the labels you give, zero-shot. Folders are walked recursively.
@@ -63,7 +64,7 @@ def run(args) -> int:
     labels = read_labels(args)
     files = expand_paths(args.inputs)
     if not files:
-        raise ValueError("no images found in " + ", ".join(args.inputs))
+        raise UsageError("no images found in " + ", ".join(args.inputs))
     tagger = make_tagger(args)
     mode = "multi" if args.multi_label else "single"
     feats, indices, errors = tagger.encode_images(files, on_error="skip", progress=sys.stderr.isatty())

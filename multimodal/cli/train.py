@@ -49,10 +49,14 @@ def run(args) -> int:
 
         finetune(cfg, wise_alpha=args.wise_alpha)
         metrics = None
-    else:
+    elif args.what == "decoder":
         from multimodal_train.decoder import train
 
-        metrics = train(args.what, cfg, resume=args.resume)
+        metrics = train(cfg, resume=args.resume)
+    else:
+        from multimodal_train.prior import train
+
+        metrics = train(cfg, resume=args.resume)
     if metrics:
         print(json.dumps(metrics, indent=2), file=sys.stderr)
     return 0

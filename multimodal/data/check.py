@@ -7,7 +7,6 @@ across shards), and a shard whose sample count disagrees with `index.json`.
 
 from __future__ import annotations
 
-import json
 import sys
 import tarfile
 from collections import Counter
@@ -15,9 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from multimodal.data.images import DEFAULT_MAX_PIXELS, SHARD_IMAGE_KEYS, ImageError, open_image
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.samples import parse_sample
 from multimodal.data.urls import expand_urls, shard_dir
 from multimodal.data.writer import read_index
+from multimodal.errors import MissingError
 
 
 @dataclass
@@ -74,25 +75,14 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 def _check_sample(shard: str, key: str, files: dict[str, bytes], max_pixels: int | None) -> list[Problem]:
-    problems = []
-    image_ext = next((e for e in SHARD_IMAGE_KEYS if e in files), None)
-    if image_ext is None:
-        problems.append(Problem(shard, key, "missing_image", f"no image file (looked for {SHARD_IMAGE_KEYS})"))
-    else:
+    raw = parse_sample(files, key)
+    problems = [Problem(shard, key, kind, message) for kind, message in raw.problems]
+    if raw.image is not None:
         try:
-            open_image(files[image_ext], max_pixels=max_pixels, mode=None)
+            open_image(raw.image, max_pixels=max_pixels, mode=None)
         except ImageError as e:
             kind = e.reason if e.reason == "decompression_bomb" else "corrupt_image"
-            problems.append(Problem(shard, key, kind, str(e).replace("<bytes>", f"{key}.{image_ext}")))
-    caption = files.get("txt")
-    if caption is None or not caption.decode("utf-8", errors="replace").strip():
-        message = "no .txt caption" if caption is None else "empty caption"
-        problems.append(Problem(shard, key, "missing_caption", message))
-    if "json" in files:
-        try:
-            json.loads(files["json"])
-        except ValueError as e:
-            problems.append(Problem(shard, key, "bad_json", f"metadata is not valid JSON ({e})"))
+            problems.insert(0, Problem(shard, key, kind, str(e).replace("<bytes>", f"{key}.{raw.image_ext}")))
     return problems
 
 
@@ -137,7 +127,7 @@ def check_shards(spec: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     urls = expand_urls(spec)
     missing = [u for u in urls if not Path(u).is_file()]
     if missing:
-        raise FileNotFoundError(f"shard(s) not found: {missing[:5]}")
+        raise MissingError(f"shard(s) not found: {missing[:5]}")
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(check_one_shard, urls, [max_pixels] * len(urls)), total=len(urls),

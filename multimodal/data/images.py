@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from multimodal.errors import UsageError
+
 # Same order of magnitude as Pillow's own warning limit (89.5 MP); a 4-byte RGBA image of this size is ~360 MB.
 DEFAULT_MAX_PIXELS = 89_478_485
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -22,7 +24,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 SHARD_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
 
-class ImageError(ValueError):
+class ImageError(UsageError):
     """An image that cannot be used. `reason` is a short machine-readable tag."""
 
     def __init__(self, reason: str, message: str):
@@ -114,19 +116,6 @@ def to_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
-
-
-def image_size(src: str | os.PathLike | bytes) -> tuple[int, int]:
-    """(width, height) from the header alone."""
-    stream, name = _as_stream(src)
-    try:
-        with Image.open(stream) as img:
-            return img.size
-    except UnidentifiedImageError:
-        raise ImageError("not_an_image", f"{name}: not a readable image file") from None
-    finally:
-        if isinstance(src, (str, os.PathLike)):
-            stream.close()
 
 
 def is_image_path(path: str | os.PathLike) -> bool:

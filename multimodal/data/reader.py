@@ -15,7 +15,6 @@ Differences from a stock `webdataset.WebDataset(..., handler=warn_and_continue)`
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,9 +26,11 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from multimodal.data.images import DEFAULT_MAX_PIXELS, SHARD_IMAGE_KEYS, ImageError, open_image
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.samples import parse_sample
 from multimodal.data.urls import expand_urls, shard_dir
 from multimodal.data.writer import read_index
+from multimodal.errors import UsageError
 
 
 def derive_seed(*parts: int) -> int:
@@ -162,29 +163,22 @@ class ShardDataset(IterableDataset):
                 skipped["broken_shard"] += 1
 
     def decode(self, sample: dict, skipped: Counter) -> dict | None:
-        image_key = next((k for k in SHARD_IMAGE_KEYS if k in sample), None)
-        if image_key is None:
-            skipped["missing_image"] += 1
+        raw = parse_sample(sample, sample["__key__"])
+        unusable = next((kind for kind, _ in raw.problems if kind in ("missing_image", "missing_caption")), None)
+        if unusable:
+            skipped[unusable] += 1
             return None
-        caption = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
-        if not caption:
-            skipped["missing_caption"] += 1
-            return None
-        if self.caption_transform is not None:
-            caption = self.caption_transform(caption)
+        caption = self.caption_transform(raw.caption) if self.caption_transform is not None else raw.caption
         try:
-            image = open_image(sample[image_key], max_pixels=self.max_pixels, draft_size=self.draft_size)
+            image = open_image(raw.image, max_pixels=self.max_pixels, draft_size=self.draft_size)
         except ImageError as e:
             skipped[e.reason] += 1
             return None
         pixels = self.pil_transform(image)
         out = {"image": to_uint8_tensor(pixels) if self.mean is not None else pixels, "caption": caption,
-               "key": sample["__key__"]}
+               "key": raw.key}
         if self.return_meta:
-            try:
-                out["meta"] = json.loads(sample["json"]) if "json" in sample else {}
-            except ValueError:
-                out["meta"] = {}
+            out["meta"] = raw.meta
         return out
 
     @staticmethod
@@ -231,7 +225,7 @@ class ShardReader:
                  world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu",
                  caption_transform: Callable[[str], str] | None = None):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
         self.train = train
         self.num_workers = num_workers
@@ -266,7 +260,7 @@ class ShardReader:
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_workers"] != self.num_workers:
-            raise ValueError(f"cannot resume the data stream exactly: it was read with {state['num_workers']} "
+            raise UsageError(f"cannot resume the data stream exactly: it was read with {state['num_workers']} "
                              f"workers, this run has {self.num_workers}")
         self._resume = state
         self.stats.batches = state["batches"]

@@ -1,16 +1,51 @@
-"""Plain in-order iteration over the decoded samples of shards, for evaluation and one-off passes
-(training uses the batched, parallel `ShardReader`)."""
+"""One shard sample, sorted out: which file is the image, the caption, the metadata, and what is wrong with it.
+
+`parse_sample` is the one place that knows the sample layout; the reader, the checker and `iter_decoded`
+(plain in-order iteration for evaluation and one-off passes) all go through it.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
 from multimodal.data.images import SHARD_IMAGE_KEYS, ImageError, open_image
 from multimodal.data.urls import expand_urls
+
+
+@dataclass
+class RawSample:
+    key: str
+    image_ext: str | None  # e.g. "png"; None when the sample has no image file
+    image: bytes | None
+    caption: str  # stripped; "" when missing or empty
+    meta: dict  # {} when missing or not valid JSON
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, message), kinds as `shards check`
+
+
+def parse_sample(files: dict[str, bytes], key: str) -> RawSample:
+    """The files of one sample (extension -> bytes, as webdataset groups them) -> a `RawSample`."""
+    problems = []
+    image_ext = next((e for e in SHARD_IMAGE_KEYS if e in files), None)
+    if image_ext is None:
+        problems.append(("missing_image", f"no image file (looked for {SHARD_IMAGE_KEYS})"))
+    raw_caption = files.get("txt")
+    caption = raw_caption.decode("utf-8", errors="replace").strip() if raw_caption is not None else ""
+    if not caption:
+        problems.append(("missing_caption", "no .txt caption" if raw_caption is None else "empty caption"))
+    meta = {}
+    if "json" in files:
+        try:
+            meta = json.loads(files["json"])
+        except ValueError as e:
+            problems.append(("bad_json", f"metadata is not valid JSON ({e})"))
+        if not isinstance(meta, dict):
+            problems.append(("bad_json", f"metadata is a JSON {type(meta).__name__}, not an object"))
+            meta = {}
+    return RawSample(key, image_ext, files.get(image_ext) if image_ext else None, caption, meta, problems)
 
 
 @dataclass
@@ -26,17 +61,12 @@ def iter_decoded(spec) -> Iterator[Sample]:
     import webdataset as wds
 
     for url in expand_urls(spec):
-        for raw in wds.WebDataset(url, shardshuffle=False, empty_check=False):
-            ext = next((e for e in SHARD_IMAGE_KEYS if e in raw), None)
-            caption = raw.get("txt", b"").decode("utf-8", errors="replace").strip()
-            if ext is None or not caption:
+        for files in wds.WebDataset(url, shardshuffle=False, empty_check=False):
+            raw = parse_sample(files, files["__key__"])
+            if raw.image is None or not raw.caption:
                 continue
             try:
-                image = open_image(raw[ext])
+                image = open_image(raw.image)
             except ImageError:
                 continue
-            try:
-                meta = json.loads(raw["json"]) if "json" in raw else {}
-            except ValueError:
-                meta = {}
-            yield Sample(raw["__key__"], caption, image, meta)
+            yield Sample(raw.key, raw.caption, image, raw.meta)

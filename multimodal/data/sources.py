@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import glob
 import hashlib
 import json
 import re
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from multimodal.data.images import is_image_path
+from multimodal.data.urls import REMOTE_PREFIXES
+from multimodal.errors import MissingError, UsageError
 
 SOURCE_TYPES = ("auto", "captions", "imagefolder", "csv", "jsonl")
 IMAGE_COLUMNS = ("image", "image_path", "filepath", "path", "file", "url", "image_url")
@@ -92,7 +95,7 @@ def image_folder(root: Path, *, template: str = "{}") -> list[SourceItem]:
     """One subfolder per class; the caption is `template` filled with the humanized class name."""
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if not classes:
-        raise ValueError(f"{root}: an ImageFolder needs one subfolder per class, found none")
+        raise UsageError(f"{root}: an ImageFolder needs one subfolder per class, found none")
     items = []
     for label in classes:
         for path in iter_image_files(root / label):
@@ -106,12 +109,12 @@ def image_folder(root: Path, *, template: str = "{}") -> list[SourceItem]:
 def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, src: Path) -> str:
     if wanted:
         if wanted not in columns:
-            raise ValueError(f"{src}: no {what} column {wanted!r}; columns are {columns}")
+            raise UsageError(f"{src}: no {what} column {wanted!r}; columns are {columns}")
         return wanted
     for name in candidates:
         if name in columns:
             return name
-    raise ValueError(f"{src}: cannot tell which column holds the {what} (tried {list(candidates)}); "
+    raise UsageError(f"{src}: cannot tell which column holds the {what} (tried {list(candidates)}); "
                      f"columns are {columns}. Name it with --{what}-col")
 
 
@@ -123,7 +126,7 @@ def table_rows(src: Path, kind: str) -> Iterator[dict]:
                     try:
                         yield json.loads(line)
                     except json.JSONDecodeError as e:
-                        raise ValueError(f"{src}:{lineno}: not valid JSON ({e.msg})") from None
+                        raise UsageError(f"{src}:{lineno}: not valid JSON ({e.msg})") from None
     else:
         with open(src, encoding="utf-8", newline="") as f:
             dialect = "excel-tab" if src.suffix.lower() == ".tsv" else "excel"
@@ -135,7 +138,7 @@ def table_source(src: Path, kind: str, *, image_col: str | None = None, caption_
     """A CSV/TSV or JSONL file with an image path-or-URL column and a caption column."""
     rows = list(table_rows(src, kind))
     if not rows:
-        raise ValueError(f"{src}: no rows")
+        raise UsageError(f"{src}: no rows")
     columns = list(rows[0].keys())
     image_col = _pick_column(columns, image_col, IMAGE_COLUMNS, "image", src)
     caption_col = _pick_column(columns, caption_col, CAPTION_COLUMNS, "caption", src)
@@ -155,6 +158,16 @@ def table_source(src: Path, kind: str, *, image_col: str | None = None, caption_
     return items
 
 
+def detect_kind(spec: str | Path) -> str:
+    """What a data argument names: "shards" (a .tar, a folder of them, a glob, brace pattern, `::` list, URL or
+    `pipe:`), else the layout of a source to be written into shards ("captions", "imagefolder", "csv", "jsonl")."""
+    text = str(spec)
+    if text.endswith(".tar") or text.startswith(REMOTE_PREFIXES) or "::" in text or "{" in text \
+            or glob.has_magic(text) or (Path(text).is_dir() and any(Path(text).glob("*.tar"))):
+        return "shards"
+    return detect_source_type(Path(text))
+
+
 def detect_source_type(src: Path) -> str:
     if src.is_file():
         suffix = src.suffix.lower()
@@ -162,15 +175,15 @@ def detect_source_type(src: Path) -> str:
             return "csv"
         if suffix in (".jsonl", ".ndjson"):
             return "jsonl"
-        raise ValueError(f"{src}: a file source must be .csv, .tsv or .jsonl")
+        raise UsageError(f"{src}: a file source must be .csv, .tsv or .jsonl")
     if not src.is_dir():
-        raise FileNotFoundError(f"{src}: no such file or folder")
+        raise MissingError(f"{src}: no such file or folder")
     for path in iter_image_files(src):
         if path.with_suffix(".txt").is_file():
             return "captions"
     if any(d.is_dir() for d in src.iterdir()):
         return "imagefolder"
-    raise ValueError(f"{src}: found no image with a same-stem .txt caption and no class subfolders; "
+    raise UsageError(f"{src}: found no image with a same-stem .txt caption and no class subfolders; "
                      "say which layout it is with --source-type")
 
 
@@ -186,5 +199,5 @@ def load_source(src: str | Path, source_type: str = "auto", **options) -> list[S
                                    caption_col=options.get("caption_col"), label_col=options.get("label_col")),
     }
     if kind not in builders:
-        raise ValueError(f"unknown source type {kind!r}; choose from {SOURCE_TYPES}")
+        raise UsageError(f"unknown source type {kind!r}; choose from {SOURCE_TYPES}")
     return dedupe_keys(builders[kind](src))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import braceexpand
 
+from multimodal.errors import MissingError
+
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
 
 
@@ -31,7 +33,7 @@ def expand_urls(spec: str | os.PathLike | list) -> list[str]:
             else:
                 urls.append(url)
     if not urls:
-        raise FileNotFoundError(f"no shards match {spec!r}")
+        raise MissingError(f"no shards match {spec!r}")
     return urls
 
 

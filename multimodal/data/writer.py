@@ -31,6 +31,7 @@ from PIL import Image
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from multimodal.data.sources import SourceItem, load_image_bytes
+from multimodal.errors import UsageError
 
 INDEX_FORMAT = "multimodal-shards/1"
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -134,7 +135,7 @@ def _acquire_lock(out_dir: Path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise RuntimeError(f"{out_dir}: another `shards write` is writing here") from None
+        raise UsageError(f"{out_dir}: another `shards write` is writing here") from None
     return lock
 
 
@@ -143,7 +144,7 @@ def _check_plan(out_dir: Path, fingerprint: str, overwrite: bool) -> None:
     if plan_path.exists() and not overwrite:
         old = json.loads(plan_path.read_text()).get("fingerprint")
         if old != fingerprint:
-            raise RuntimeError(f"{out_dir} holds shards of a different source or settings; "
+            raise UsageError(f"{out_dir} holds shards of a different source or settings; "
                                "write to another folder or pass --overwrite")
     if overwrite:
         for stale in [*out_dir.glob("*.tar"), *(out_dir / "_stats").glob("*.json")]:
@@ -157,7 +158,7 @@ def write_shards(items: Sequence[SourceItem], out_dir: str | Path, *, shard_size
                  progress: bool = True) -> WriteReport:
     """Write `items` as shards of `shard_size` samples into `out_dir`; resumes an interrupted run."""
     if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        raise UsageError(f"shard_size must be at least 1, got {shard_size}")
     out_dir = Path(out_dir)
     (out_dir / "_stats").mkdir(parents=True, exist_ok=True)
     lock = _acquire_lock(out_dir)

@@ -46,18 +46,15 @@ def pick_prompts(data, limit: int, seed: int = 0) -> tuple[list[str], list]:
 def generation_metrics(pipe, judge, prompts: Sequence[str], real_images: Sequence, *, steps: int,
                        guidance_scale: float, seed: int = 0, batch_size: int = 16) -> tuple[dict, list]:
     """Metrics for one (steps, guidance) setting; also returns the generated PIL images."""
-    from multimodal.tagging import ZeroShotTagger
-
     generated = []
     for i in range(0, len(prompts), batch_size):
         chunk = list(prompts[i:i + batch_size])
         generator = torch.Generator().manual_seed(seed + i)
         generated += pipe(chunk, num_inference_steps=steps, guidance_scale=guidance_scale,
                           generator=generator).images
-    tagger = ZeroShotTagger(judge, templates=["{}"])
-    text = tagger.label_embeddings(list(dict.fromkeys(prompts)))  # [P, D], prompts are distinct
-    gen_feats, _, _ = tagger.encode_images(generated)
-    real_feats, _, _ = tagger.encode_images(list(real_images))
+    text = judge.embed_texts(list(prompts)).cpu()  # [P, D], prompts are distinct
+    gen_feats = judge.embed_images(generated).cpu()
+    real_feats = judge.embed_images([image.convert("RGB") for image in real_images]).cpu()
     targets = torch.arange(len(prompts))
     retag = ((gen_feats @ text.T).argmax(1) == targets).float().mean().item()
     metrics = {

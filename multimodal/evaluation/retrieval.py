@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from multimodal.evaluation.embed import EmbeddedSet, embed_set, embed_texts
+from multimodal.evaluation.embed import EmbeddedSet, embed_set
 
 
 def recall_at_k(scores: torch.Tensor, ks=(1, 5, 10)) -> dict[str, float]:
@@ -16,7 +16,7 @@ def recall_at_k(scores: torch.Tensor, ks=(1, 5, 10)) -> dict[str, float]:
 def retrieval_metrics(model, data=None, *, embedded: EmbeddedSet | None = None, batch_size: int = 64,
                       autocast: bool = False) -> dict:
     embedded = embedded or embed_set(model, data, batch_size=batch_size, autocast=autocast)
-    text = embed_texts(model, embedded.captions, autocast=autocast)
+    text = model.embed_texts(embedded.captions, autocast=autocast).cpu()
     scores = embedded.image_features @ text.T  # [N_images, N_texts]
     i2t = recall_at_k(scores)
     t2i = recall_at_k(scores.T)

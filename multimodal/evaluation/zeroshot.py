@@ -5,20 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.nn import functional as F
 
-from multimodal.evaluation.embed import EmbeddedSet, embed_set, embed_texts
-from multimodal.prompts import DEFAULT_TEMPLATES, check_templates, fill
-
-
-@torch.inference_mode()
-def text_classifier(model, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-                    autocast: bool = False) -> torch.Tensor:
-    """[C, D]: for each class, the normalized mean of its templates' normalized text embeddings."""
-    templates = check_templates(templates)
-    texts = [text for name in classnames for text in fill(templates, name)]
-    emb = embed_texts(model, texts, autocast=autocast).view(len(classnames), len(templates), -1)
-    return F.normalize(emb.mean(dim=1), dim=-1)
+from multimodal.errors import UsageError
+from multimodal.evaluation.embed import EmbeddedSet, embed_set
+from multimodal.prompts import DEFAULT_TEMPLATES
 
 
 def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames: Sequence[str]) -> dict:
@@ -43,10 +33,10 @@ def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
     embedded = embedded or embed_set(model, data, batch_size=batch_size, autocast=autocast, max_samples=max_samples)
     labelled = [i for i, label in enumerate(embedded.labels) if label]
     if not labelled:
-        raise ValueError("zero-shot evaluation needs labels (the 'labels' of each sample's metadata)")
+        raise UsageError("zero-shot evaluation needs labels (the 'labels' of each sample's metadata)")
     classnames = sorted({embedded.labels[i] for i in labelled})
     index = {name: c for c, name in enumerate(classnames)}
     targets = torch.tensor([index[embedded.labels[i]] for i in labelled])
-    classifier = text_classifier(model, classnames, templates, autocast=autocast)
+    classifier = model.zero_shot_classifier(classnames, templates, autocast=autocast).cpu()
     scores = embedded.image_features[labelled] @ classifier.T
     return accuracy_from_scores(scores, targets, classnames)

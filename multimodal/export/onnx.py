@@ -57,9 +57,6 @@ def session(path: str | Path, threads: int = 0):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-image_session = session
-
-
 def cosine_parity(model, onnx_dir: Path, n: int = 4) -> dict[str, float]:
     """Lowest cosine similarity between torch and onnxruntime embeddings on random inputs."""
     out = {}
@@ -92,7 +89,7 @@ def export_onnx(model, out_dir: str | Path, *, image: bool = True, text: bool = 
     if text:
         _export(_TextEncoder(model.model).eval(), model.tokenize(["a photo", "a cat"]),
                 out_dir / "text_encoder.onnx", "tokens")
-    info = {"model": model.config.name, "image_size": model.image_size, "context_length": model.config.context_length,
-            "embed_dim": model.config.embed_dim, "opset": OPSET, "parity_min_cosine": cosine_parity(model, out_dir)}
+    info = {"model": model.config["name"], "image_size": model.image_size, "context_length": model.context_length,
+            "embed_dim": model.embed_dim, "opset": OPSET, "parity_min_cosine": cosine_parity(model, out_dir)}
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     return out_dir

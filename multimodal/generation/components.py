@@ -1,4 +1,5 @@
-"""The parts of the text-to-image pipeline, as diffusers components: the CLIP pair, the prior, the denoiser.
+"""The parts of the text-to-image pipeline besides the CLIP pair (`multimodal.models.CLIPModel`), as diffusers
+components: the prior and the denoiser.
 
     text --CLIP text tower--> text embedding --prior--> image embedding --denoiser + scheduler--> image
 """
@@ -14,41 +15,9 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 from torch.nn import functional as F
 
+from multimodal.errors import UsageError
+
 DECODER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs" / "decoder"
-
-
-class CLIPEncoder(ModelMixin):
-    """The CLIP pair as a pipeline component. It saves as a multimodal CLIP folder (config.json +
-    model.safetensors, packaged towers left out), which diffusers' pipeline save/load calls into."""
-
-    def __init__(self, clip):
-        super().__init__()
-        self.clip = clip.eval()
-
-    def save_pretrained(self, save_directory, **kwargs) -> None:
-        self.clip.save_pretrained(save_directory)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> CLIPEncoder:
-        from multimodal.models import from_pretrained
-
-        return cls(from_pretrained(pretrained_model_name_or_path))
-
-    @property
-    def embed_dim(self) -> int:
-        return self.clip.config.embed_dim
-
-    @torch.inference_mode()
-    def embed_text(self, texts: list[str]) -> torch.Tensor:
-        """[N] strings -> [N, D] L2-normalized text embeddings."""
-        tokens = self.clip.tokenize(texts).to(self.device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
-
-    @torch.inference_mode()
-    def embed_images(self, images) -> torch.Tensor:
-        """PIL images -> [N, D] L2-normalized image embeddings."""
-        pixels = torch.stack([self.clip.preprocess(image) for image in images]).to(self.device)
-        return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
 
 
 class EmbeddingPrior(ModelMixin, ConfigMixin):
@@ -76,7 +45,7 @@ def decoder_config(name_or_path: str) -> dict:
         path = DECODER_CONFIG_DIR / f"{name_or_path}.json"
     if not path.is_file():
         names = sorted(p.stem for p in DECODER_CONFIG_DIR.glob("*.json"))
-        raise ValueError(f"unknown decoder config {name_or_path!r}; choose from {names} or give a JSON file")
+        raise UsageError(f"unknown decoder config {name_or_path!r}; choose from {names} or give a JSON file")
     return json.loads(path.read_text())
 
 

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from multimodal.errors import UsageError
+
 
 def captioned_grid(images: Sequence[Image.Image], captions: Sequence[str] | None = None, cols: int = 4,
                    scale: int = 2, caption_height: int = 18) -> Image.Image:
     """Images (all the same size) in `cols` columns, each upscaled `scale`x (nearest) with its caption below."""
     if not images:
-        raise ValueError("no images to put in a grid")
+        raise UsageError("no images to put in a grid")
     w, h = images[0].size
     w, h = w * scale, h * scale
     rows = (len(images) + cols - 1) // cols

@@ -23,7 +23,9 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from multimodal.generation.components import CLIPEncoder, EmbeddingPrior
+from multimodal.errors import MissingError, UsageError
+from multimodal.generation.components import EmbeddingPrior
+from multimodal.models import CLIPModel
 
 MAX_STEPS = 1000
 MAX_IMAGES = 64
@@ -34,7 +36,7 @@ PRETRAINED = {"builtin": "builtin/pipeline"}
 class TextToImagePipeline(DiffusionPipeline):
     model_cpu_offload_seq = "clip->prior->decoder"
 
-    def __init__(self, clip: CLIPEncoder, prior: EmbeddingPrior, decoder: UNet2DConditionModel,
+    def __init__(self, clip: CLIPModel, prior: EmbeddingPrior, decoder: UNet2DConditionModel,
                  scheduler: SchedulerMixin):
         super().__init__()
         self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler)
@@ -49,11 +51,13 @@ class TextToImagePipeline(DiffusionPipeline):
 
             folder = ASSETS_DIR / PRETRAINED[name]
             if not folder.is_dir():
-                raise FileNotFoundError(f"the shipped pipeline {name!r} is not in this install ({folder} is missing)")
+                raise MissingError(f"the shipped pipeline {name!r} is not in this install ({folder} is missing)")
             pretrained_model_name_or_path = folder
         elif not Path(name).is_dir():
-            raise FileNotFoundError(f"{name!r} is neither a shipped pipeline ({list(PRETRAINED)}) "
-                                    "nor a pipeline folder")
+            raise MissingError(f"{name!r} is neither a shipped pipeline ({list(PRETRAINED)}) nor a pipeline folder")
+        from multimodal.generation.legacy import check_not_legacy
+
+        check_not_legacy(Path(pretrained_model_name_or_path))
         kwargs.setdefault("dtype", torch.float32)  # weights may be stored as float16 to halve the download
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
@@ -61,27 +65,32 @@ class TextToImagePipeline(DiffusionPipeline):
     @torch.inference_mode()
     def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Prompts -> [N, D] image embeddings predicted by the prior."""
-        self.prior.eval()
-        return self.prior(self.clip.embed_text(prompts).to(self.device, self.prior.dtype))
+        self.eval_mode()
+        return self.prior(self.clip.embed_texts(prompts).to(self.device, self.prior.dtype))
+
+    def eval_mode(self) -> None:
+        """Dropout off and frozen statistics, whatever mode the modules were handed over in."""
+        for module in (self.clip, self.prior, self.decoder):
+            module.eval()
 
     def _check(self, steps: int, guidance_scale: float, num_images: int, height: int, width: int) -> None:
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+            raise UsageError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
         if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+            raise UsageError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
         if not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
-            raise ValueError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
+            raise UsageError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
         lo, hi = SIZE_RANGE
         for name, v in (("height", height), ("width", width)):
             if not isinstance(v, int) or not lo <= v <= hi or v % 8:
-                raise ValueError(f"{name} must be a multiple of 8 from {lo} to {hi} (the decoder was trained at "
+                raise UsageError(f"{name} must be a multiple of 8 from {lo} to {hi} (the decoder was trained at "
                                  f"{self.decoder.config.sample_size}), got {v!r}")
 
     @staticmethod
     def _check_prompts(prompt: str | list[str], what: str = "prompt") -> list[str]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise ValueError(f"{what} must be a non-empty string (or a list of them)")
+            raise UsageError(f"{what} must be a non-empty string (or a list of them)")
         return prompts
 
     # --- sampling -------------------------------------------------------------------------------------
@@ -90,8 +99,7 @@ class TextToImagePipeline(DiffusionPipeline):
                generator: torch.Generator | None, height: int, width: int,
                callback_on_step_end: Callable | None = None) -> torch.Tensor:
         """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1]. Guidance scale 1 is plain conditional sampling."""
-        self.prior.eval()  # dropout off, whatever mode the modules were handed over in
-        self.decoder.eval()
+        self.eval_mode()
         device, dtype = self.device, self.decoder.dtype
         # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
         # by concurrent calls (a web demo serving two requests at once)
@@ -116,7 +124,7 @@ class TextToImagePipeline(DiffusionPipeline):
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
         if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+            raise UsageError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         images = self.image_processor.postprocess(images * 2 - 1, output_type=output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
@@ -142,7 +150,7 @@ class TextToImagePipeline(DiffusionPipeline):
         if len(negatives) == 1:
             negatives = negatives * n
         if len(negatives) != n:
-            raise ValueError(f"{len(negatives)} negative prompts for {n} prompts")
+            raise UsageError(f"{len(negatives)} negative prompts for {n} prompts")
         return self.embed_prompts(negatives)
 
     def image_variations(self, image: Image.Image | str | Path, num_images_per_prompt: int = 4,
@@ -155,6 +163,7 @@ class TextToImagePipeline(DiffusionPipeline):
         size = self.decoder.config.sample_size
         self._check(num_inference_steps, guidance_scale, num_images_per_prompt, size, size)
         picture = to_mode(image, "RGB") if isinstance(image, Image.Image) else open_image(image)
+        self.eval_mode()
         cond = self.clip.embed_images([picture]).repeat(num_images_per_prompt, 1)
         uncond = torch.zeros_like(cond)
         images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, size, size,

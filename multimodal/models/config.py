@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from multimodal.errors import UsageError
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -27,15 +29,17 @@ class ModelConfig:
     description: str = ""
 
     @classmethod
-    def from_dict(cls, data: dict, name: str | None = None) -> ModelConfig:
+    def from_dict(cls, data: dict, name: str | None = None, drop_none: bool = False) -> ModelConfig:
+        if drop_none:
+            data = {k: v for k, v in data.items() if v is not None}
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known - {"multimodal_version", "format"}
         if unknown:
-            raise ValueError(f"model config {name or data.get('name')!r} has unknown keys {sorted(unknown)}")
+            raise UsageError(f"model config {name or data.get('name')!r} has unknown keys {sorted(unknown)}")
         data = copy.deepcopy(data)
         data.setdefault("name", name or "unnamed")
         if "model_cfg" not in data:
-            raise ValueError(f"model config {data['name']!r} has no 'model_cfg'")
+            raise UsageError(f"model config {data['name']!r} has no 'model_cfg'")
         config = cls(**{k: v for k, v in data.items() if k in known})
         config.preprocess_cfg = {"size": config.image_size, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
                                  "interpolation": "bicubic", "resize_mode": "shortest", **config.preprocess_cfg}
@@ -70,5 +74,5 @@ def list_configs() -> dict[str, Path]:
 def get_config(name: str) -> ModelConfig:
     configs = list_configs()
     if name not in configs:
-        raise ValueError(f"unknown model architecture {name!r}; choose from {sorted(configs)}")
+        raise UsageError(f"unknown model architecture {name!r}; choose from {sorted(configs)}")
     return ModelConfig.from_json(configs[name])

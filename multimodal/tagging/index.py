@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal.errors import MissingError, UsageError
 from multimodal.tagging.inputs import expand_paths
 
 EMBEDDINGS = "embeddings.npy"
@@ -30,7 +31,7 @@ def build_index(tagger, directory: str | Path, out: str | Path, *, model_name: s
     directory, out = Path(directory), Path(out)
     files = expand_paths([directory])
     if not files:
-        raise ValueError(f"{directory}: no images found (looked for .jpg, .png, .webp, ...)")
+        raise UsageError(f"{directory}: no images found (looked for .jpg, .png, .webp, ...)")
     feats, indices, errors = tagger.encode_images(files, on_error="skip", progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{EMBEDDINGS}.{os.getpid()}.tmp.npy"
@@ -50,27 +51,25 @@ def build_index(tagger, directory: str | Path, out: str | Path, *, model_name: s
 def load_index(index: str | Path) -> tuple[np.ndarray, dict]:
     index = Path(index)
     if not (index / MANIFEST).is_file() or not (index / EMBEDDINGS).is_file():
-        raise FileNotFoundError(f"{index}: not an index folder (needs {EMBEDDINGS} and {MANIFEST}); "
+        raise MissingError(f"{index}: not an index folder (needs {EMBEDDINGS} and {MANIFEST}); "
                                 "build one with `multimodal index DIR --out INDEX`")
     manifest = json.loads((index / MANIFEST).read_text())
     embeddings = np.load(index / EMBEDDINGS, mmap_mode="r")
     if embeddings.shape[0] != len(manifest["files"]):
-        raise ValueError(f"{index}: {embeddings.shape[0]} embeddings but {len(manifest['files'])} files listed")
+        raise UsageError(f"{index}: {embeddings.shape[0]} embeddings but {len(manifest['files'])} files listed")
     return embeddings, manifest
 
 
 def search(tagger, index: str | Path, query: str, top_k: int = 5) -> list[tuple[str, float]]:
     """[(image path, cosine similarity), ...] best first."""
     if not query.strip():
-        raise ValueError("the search query is empty")
+        raise UsageError("the search query is empty")
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
     embeddings, manifest = load_index(index)
-    from multimodal.evaluation.embed import embed_texts
-
-    query_emb = embed_texts(tagger.model, [query])[0].numpy()  # the query as written, no template
+    query_emb = tagger.model.embed_texts([query])[0].cpu().numpy()  # the query as written, no template
     if query_emb.shape[0] != embeddings.shape[1]:
-        raise ValueError(f"{index} was built with a {embeddings.shape[1]}-d model ({manifest['model']}); "
+        raise UsageError(f"{index} was built with a {embeddings.shape[1]}-d model ({manifest['model']}); "
                          f"this model embeds in {query_emb.shape[0]}-d")
     scores = torch.from_numpy(np.asarray(embeddings @ query_emb))
     best = scores.topk(min(top_k, len(scores)))

