@@ -1,15 +1,32 @@
 """Corpus builders on tiny copies of the real layouts (the real ones are built by `multimodal shards corpus`)."""
 
+import csv
 import gzip
+import io
 import json
+import os
+import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_image
+from PIL import Image
 from test_data_writer import read_all
 
-from multimodal.data.corpora import build_corpus, fashion_mnist, openclipart, tuxpaint
+from multimodal.cli.shards import CORPUS_HELP
+from multimodal.data.corpora import (
+    CORPORA,
+    build_corpus,
+    emojione,
+    fashion_mnist,
+    npm,
+    openclipart,
+    openmoji,
+    tuxpaint,
+    twemoji,
+)
 from multimodal.data.corpora import emoji as emoji_corpus
 from multimodal.data.split import is_held_out, split_of
 
@@ -93,3 +110,130 @@ def test_emoji_render_and_names():
     img = open_image(apple.image(), mode="RGB")
     r, g, b = np.asarray(img).reshape(-1, 3).mean(0)
     assert img.size[0] > 90 and r > g and r > b  # a real, red glyph
+
+
+# ---- npm and Debian icon corpora: tiny copies of the package layouts ----
+
+SQUARE = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72">'
+          '<rect x="8" y="8" width="56" height="56" fill="{}"/>')
+needs_rsvg = pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="needs rsvg-convert (librsvg2-bin)")
+
+
+def red_fraction(png: bytes) -> float:
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).reshape(-1, 4).astype(int)
+    return float(((rgba[:, 0] > 200) & (rgba[:, 1] < 60) & (rgba[:, 3] > 200)).mean())
+
+
+def test_npm_package_is_packed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    tgz = tmp_path / "pkg.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        data = json.dumps({"name": "@scope/pkg", "version": "1.0.0"}).encode()
+        info = tarfile.TarInfo("package/package.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # called as: npm pack PACKAGE@VERSION --pack-destination DIR
+    (bin_dir / "npm").write_text(f'#!/bin/sh\necho "$@" >> {bin_dir}/calls\ncp {tgz} "$4"/\n')
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cache = tmp_path / "cache"
+    folder = npm.npm_package("@scope/pkg", "1.0.0", cache)
+    assert folder == cache / "@scope" / "pkg" and (folder / "package.json").is_file()
+    assert npm.npm_package("@scope/pkg", "1.0.0", cache) == folder
+    calls = (bin_dir / "calls").read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("pack @scope/pkg@1.0.0 --pack-destination")
+    with pytest.raises(ValueError, match="holds @scope/pkg 1.0.0, not the pinned 2.0.0"):
+        npm.npm_package("@scope/pkg", "2.0.0", cache)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"npm is not installed.*npm pack other@3\.0\.0"):
+        npm.npm_package("other", "3.0.0", cache)
+
+
+def test_twemoji_names_no_skin_tones_no_copies(tmp_path):
+    images = tmp_path / "twitter" / twemoji.IMAGES
+    images.mkdir(parents=True)
+    entries = [("1F34E", "RED APPLE", ["apple"], "Food & Drink"),
+               ("1F44B", "WAVING HAND SIGN", ["wave"], "People & Body"),
+               ("1F3FB", "EMOJI MODIFIER FITZPATRICK TYPE-1-2", ["skin-tone-2"], "Component"),
+               ("1F34F", "GREEN APPLE", ["green_apple"], "Food & Drink")]
+    for i, (unified, *_) in enumerate(entries[:3]):
+        make_image(images / f"{unified.lower()}.png", seed=i, size=(64, 64), mode="RGBA")
+    (images / "1f34f.png").write_bytes((images / "1f34e.png").read_bytes())  # drawn identically: would leak
+    (tmp_path / "twitter" / "emoji.json").write_text(json.dumps([
+        {"unified": u, "name": n, "short_names": s, "category": c, "subcategory": "x", "image": f"{u.lower()}.png",
+         "has_img_twitter": True, "skin_variations": {"1F3FB": {}}} for u, n, s, c in entries]))
+    items = {i.key: i for i in twemoji.items(tmp_path / "twitter")}
+    assert set(items) == {"red_apple_1f34e", "waving_hand_1f44b"}  # the `emoji` corpus's keys: same split
+    hand = items["waving_hand_1f44b"]
+    assert (hand.caption, hand.labels) == ("waving hand sign", ["waving hand sign"])
+    assert hand.meta["keywords"] == ["wave"] and hand.meta["category"] == "People & Body"
+
+
+@needs_rsvg
+def test_openmoji_renders_annotations_and_keeps_tags(tmp_path):
+    root = tmp_path / "openmoji"
+    (root / "color" / "svg").mkdir(parents=True)
+    (root / "data").mkdir()
+    rows = [("1F34E", "red apple", "fruit, red", "food", "", "red"), ("E000", "openmoji", "", "logo", "", "blue"),
+            ("1F44B-1F3FB", "waving hand: light skin tone", "", "", "light skin tone", "red"),
+            ("2708", "airplane", "", "", "", "grey")]  # OpenMoji leaves out U+FE0F; the shared key has it
+    with open(root / "data" / "openmoji.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emoji", "hexcode", "group", "subgroups", "annotation", "tags", "openmoji_tags",
+                         "openmoji_author", "skintone"])
+        for hexcode, name, tags, om_tags, tone, colour in rows:
+            writer.writerow(["", hexcode, "food-drink", "fruit", name, tags, om_tags, "Jane Artist", tone])
+            (root / "color" / "svg" / f"{hexcode}.svg").write_text(SQUARE.format(colour) + "</svg>")
+    items = {i.key: i for i in openmoji.items(root, size=80)}
+    assert set(items) == {"red_apple_1f34e", "openmoji_e000", "airplane_2708-fe0f"}
+    apple = items["red_apple_1f34e"]
+    assert apple.caption == "red apple" and apple.labels == ["red apple"]
+    assert apple.meta["keywords"] == ["fruit", "red", "food"] and apple.meta["author"] == "Jane Artist"
+    png = apple.image()
+    assert Image.open(io.BytesIO(png)).size == (80, 80) and red_fraction(png) > 0.4
+    assert red_fraction(items["openmoji_e000"].image()) == 0
+
+
+@needs_rsvg
+def test_emojione_icon_names_and_shared_keys(tmp_path):
+    root = tmp_path / "emojione"
+    root.mkdir()
+    rect = SQUARE.split(">", 1)[1]
+    icons = {"red-apple": rect.format("red"), "waving-hand-light-skin-tone": rect.format("peru"),
+             "flag-for-nowhere": rect.format("blue"), "flag-for-elsewhere": rect.format("blue")}
+    (root / "icons.json").write_text(json.dumps({"prefix": "emojione", "width": 72, "height": 72,
+                                                 "icons": {k: {"body": v} for k, v in icons.items()}}))
+    (root / "metadata.json").write_text(json.dumps({"categories": {"Food": ["red-apple"]}}))
+    items = {i.key: i for i in emojione.items(root, size=64)}
+    assert set(items) == {"red_apple_1f34e", "flag-for-elsewhere"}  # skin tone and the identical flag dropped
+    apple = items["red_apple_1f34e"]
+    assert (apple.caption, apple.labels, apple.meta["category"]) == ("red apple", ["red apple"], "Food")
+    assert red_fraction(apple.image()) > 0.4
+
+
+@needs_rsvg
+@pytest.mark.filterwarnings("ignore:tango:UserWarning")  # the fake Tango theme lacks most of the whitelist
+def test_icons_whitelist_sizes_and_license_per_sample(tmp_path):
+    tango, oxygen = tmp_path / "tango", tmp_path / "oxygen"
+    for rel in ("devices/printer", "actions/go-next"):  # go-next: a UI glyph, not whitelisted
+        (tango / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tango / f"{rel}.svg").write_text(SQUARE.format("red") + "</svg>")
+    for size, rel in (("32x32", "devices/scanner"), ("32x32", "devices/printer"), ("128x128", "devices/printer")):
+        (oxygen / size / rel).parent.mkdir(parents=True, exist_ok=True)
+        make_image(oxygen / size / f"{rel}.png", seed=len(rel), size=(int(size.split("x")[0]),) * 2, mode="RGBA")
+    with pytest.warns(UserWarning, match="scanner"):  # only at 32 px: too small
+        reports = build_corpus("icons", tmp_path / "out", tango=tango, oxygen=oxygen, progress=False)
+    samples = {**read_all(tmp_path / "out" / "icons" / "train"), **read_all(tmp_path / "out" / "icons" / "eval")}
+    assert set(samples) == {"tango_printer", "oxygen_printer"} and not reports["train"].skipped
+    meta = {k: json.loads(s["json"]) for k, s in samples.items()}
+    assert "Public domain" in meta["tango_printer"]["license"] and "LGPL" in meta["oxygen_printer"]["license"]
+    assert meta["oxygen_printer"]["width"] == 128 and samples["oxygen_printer"]["txt"] == b"printer"
+
+
+def test_every_corpus_can_be_named_on_the_command_line():
+    from multimodal.cli import build_parser
+
+    for name in CORPORA:
+        assert build_parser().parse_args(["shards", "corpus", name, "--out", "x"]).names == [name]
+        assert f"\n  {name} " in CORPUS_HELP

@@ -28,11 +28,17 @@ Exit status: 0 when clean, 1 when any problem was found."""
 
 CORPUS_HELP = """\
 Build the offline corpora into shards, each with a fixed held-out split chosen by a stable hash of
-the sample key (OUT/NAME/train and OUT/NAME/eval). Sources (Debian packages, installed with apt-get):
+the sample key (OUT/NAME/train and OUT/NAME/eval); an emoji has the same key, so the same split, in
+every emoji corpus. Sources (Debian packages, installed with apt-get, and npm packages, fetched with
+`npm pack` into data/sources/npm/ on the first build; SVGs are drawn with rsvg-convert, librsvg2-bin):
   openclipart    openclipart-png + openclipart-svg   caption: SVG title + keywords   (public domain)
   tuxpaint       tuxpaint-stamps-default             caption: the stamp's .txt       (GPL-2.0)
   emoji          fonts-noto-color-emoji + emoji (PyPI) caption: Unicode name         (OFL-1.1)
-  fashion-mnist  dataset-fashion-mnist               ImageFolder of 10 classes       (MIT)"""
+  fashion-mnist  dataset-fashion-mnist               ImageFolder of 10 classes       (MIT)
+  twemoji        emoji-datasource-twitter (npm)      caption: emoji name             (CC-BY-4.0)
+  openmoji       openmoji (npm)                      caption: CLDR annotation        (CC-BY-SA-4.0)
+  emojione       @iconify-json/emojione (npm)        caption: icon name              (CC-BY-4.0)
+  icons          tango-icon-theme + oxygen-icon-theme  whitelisted icons of things   (public domain / LGPL-3+)"""
 
 
 def register(sub) -> None:
@@ -69,7 +75,8 @@ def register(sub) -> None:
 
     b = add_subcommand(ssub, "corpus", "build the offline corpora (clip-art, Tux Paint, emoji, Fashion-MNIST)",
                        CORPUS_HELP)
-    b.add_argument("names", nargs="+", choices=["openclipart", "tuxpaint", "emoji", "fashion-mnist", "all"])
+    b.add_argument("names", nargs="+", choices=["openclipart", "tuxpaint", "emoji", "fashion-mnist", "twemoji",
+                                              "openmoji", "emojione", "icons", "all"])
     b.add_argument("--out", required=True, help="output folder; each corpus goes to OUT/NAME/{train,eval}")
     b.add_argument("--max-side", type=int, default=256)
     b.add_argument("--shard-size", type=int, default=1000)

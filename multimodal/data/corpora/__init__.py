@@ -14,24 +14,29 @@ from pathlib import Path
 from multimodal.data.images import DEFAULT_MAX_PIXELS
 from multimodal.data.split import EVAL_FRACTION, split_of
 from multimodal.data.writer import WriteReport, write_shards
+from multimodal.errors import MissingError, UsageError
 
 CORPORA = {
     "openclipart": "multimodal.data.corpora.openclipart",
     "tuxpaint": "multimodal.data.corpora.tuxpaint",
     "emoji": "multimodal.data.corpora.emoji",
     "fashion-mnist": "multimodal.data.corpora.fashion_mnist",
+    "twemoji": "multimodal.data.corpora.twemoji",
+    "openmoji": "multimodal.data.corpora.openmoji",
+    "emojione": "multimodal.data.corpora.emojione",
+    "icons": "multimodal.data.corpora.icons",
 }
 
 
 def corpus_module(name: str):
     if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; choose from {list(CORPORA)}")
+        raise UsageError(f"unknown corpus {name!r}; choose from {list(CORPORA)}")
     return importlib.import_module(CORPORA[name])
 
 
 def require(path: Path, what: str, install: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found at {path}; install it with: {install}")
+        raise MissingError(f"{what} not found at {path}; install it with: {install}")
     return path
 
 
