@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(fonts-noto-color-emoji chromium)  # emoji rendering; the browser test of the demo
+debs=(fonts-noto-color-emoji chromium librsvg2-bin)  # emoji rendering; the browser test of the demo; SVG corpora
 missing=()
 for deb in "${debs[@]}"; do dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb"); done
 if ((${#missing[@]})); then

@@ -127,3 +127,32 @@ def test_raw_open_clip_loads_our_export(tmp_path):
     images = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(oc_model.eval().encode_image(images, normalize=True), model.encode_image(images))
+
+
+def test_folders_saved_by_multimodal_0_1_still_load(tmp_path):
+    """0.1 wrote open_clip's state dict as model.safetensors beside a config.json with "format"."""
+    model = seeded()
+    folder = tmp_path / "old"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in model.model.state_dict().items()}, str(folder / "model.safetensors"))
+    config = {**model.spec.to_dict(), "format": "multimodal-clip/1", "multimodal_version": "0.1.0",
+              "packaged_tensors_omitted": 0}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert_same(model, mm.from_pretrained(folder))
+
+
+def test_pipeline_folders_of_0_1_name_the_upgrade_command(tmp_path):
+    from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
+    from multimodal.generation.legacy import LEGACY_CLIP, upgrade_pipeline_folder
+
+    model = seeded()
+    unet, scheduler = create_decoder("unet-tiny", model.embed_dim)
+    folder = tmp_path / "pipe"
+    TextToImagePipeline(model, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config)) \
+        .save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "clip": LEGACY_CLIP}))
+    with pytest.raises(ValueError, match="python -m multimodal.generation.legacy"):
+        TextToImagePipeline.from_pretrained(folder)
+    upgrade_pipeline_folder(folder)
+    assert_same(model, TextToImagePipeline.from_pretrained(folder).clip)
