@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -42,3 +43,31 @@ def test_user_errors_are_one_readable_line(tmp_path, capsys):
     assert main(["shards", "write", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("multimodal shards: error:") and "no such file or folder" in err and "Traceback" not in err
+
+
+def all_parsers(parser, path="multimodal"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from all_parsers(sub, f"{path} {name}")
+
+
+def test_every_option_explains_itself_and_says_its_default_once():
+    for path, parser in all_parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"`{path}` {action.dest}: no help text"
+        text = parser.format_help()
+        assert "default: None" not in text, f"`{path} --help` prints an empty default"
+        for line in text.splitlines():
+            assert line.count("default") <= 1, f"`{path} --help`: {line.strip()}"
+
+
+@pytest.mark.parametrize("bad", [["--top-k", "0"], ["--top-k", "-1"], ["--threshold", "1.5"],
+                                 ["--threshold", "nan"], ["--threshold", "-0.1"]])
+def test_tag_refuses_bad_top_k_and_threshold(bad, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "multimodal", "tag", str(tmp_path), "--labels", "a,b", *bad],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and bad[0] in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -114,3 +114,29 @@ def test_loader_does_not_sleep_on_errors(caption_dir, tmp_path):
     assert keys_of(reader) == []
     assert reader.stats.skipped["not_an_image"] == 100
     assert time.perf_counter() - started < 5
+
+
+def test_missing_shard_paths_are_named_not_kept(tmp_path):
+    from multimodal.errors import MissingError
+
+    with pytest.raises(MissingError, match="nothing-here.*does not exist.*shards corpus all"):
+        ShardReader(tmp_path / "nothing-here", image_transform=lambda im: im)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingError, match="holds no .tar shards"):
+        ShardReader(f"{tmp_path}/{{empty,nothing}}", image_transform=lambda im: im)
+
+
+def test_resampled_reader_gives_up_when_no_shard_can_be_read(tmp_path):
+    """An endless training stream over shards that all fail must stop with their names, not spin forever."""
+    import time
+
+    from multimodal.errors import UsageError
+
+    for name in ("a.tar", "b.tar"):
+        (tmp_path / name).write_bytes(b"this is not a tar file" * 100)
+    reader = ShardReader(tmp_path, image_transform=image_transform(32, is_train=False), tokenizer=tokenize,
+                         batch_size=2, train=True, num_workers=0)
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match="none of the 2 shard"):
+        next(iter(reader))
+    assert time.perf_counter() - start < 30

@@ -163,3 +163,29 @@ def test_imagenet_pseudo_pairs_need_the_efficientnet_tower():
     image, text = ImageNetPairs(lit, 5)()
     assert image.shape == text.shape == (5, lit.embed_dim)
     assert torch.allclose(image.norm(dim=-1), torch.ones(5), atol=1e-5)
+
+
+def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
+    """The README's `multimodal train clip --config tiny-ci` on a fresh checkout, where data/corpus is not built."""
+    import time
+
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "multimodal", "train", "clip", "--config", "tiny-ci", "run_dir=runs/x"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "data/corpus/emoji/train" in run.stderr and "multimodal shards corpus all" in run.stderr
+    assert "Traceback" not in run.stderr and time.perf_counter() - start < 60
+
+
+BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim"), ("steps=-5", "steps"),
+              ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"), ("data.caption_template_p=2", "template_p")]
+
+
+@pytest.mark.parametrize("override, named", BAD_VALUES)
+def test_impossible_config_values_exit_2_with_one_line(override, named, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "multimodal", "train", "clip", "--config", "tiny-ci",
+                          f"run_dir={tmp_path / 'run'}", override], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "run").exists()

@@ -203,11 +203,43 @@ def recipe_path(name_or_path: str) -> Path:
     raise MissingError(f"no recipe file {name_or_path!r} and no recipe of that name; recipes: {available}")
 
 
+CHOICES = {"loss": ("clip", "siglip"), "precision": ("bf16", "fp32"), "device": ("auto", "cpu", "cuda")}
+AT_LEAST_ONE = ("steps", "log_every", "checkpoint_every", "data.batch_size", "optim.accum_steps", "eval.batch_size",
+                "decoder.sample_steps", "prior.layers", "prior.hidden", "prior.cache_image_size")
+NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.image_size", "data.num_workers",
+                "data.shuffle_buffer", "data.imagenet_pairs", "optim.weight_decay", "optim.warmup_steps",
+                "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale")
+POSITIVE = ("optim.lr", "optim.eps")
+UNIT_INTERVAL = ("data.caption_template_p", "decoder.cond_drop", "decoder.ema_decay")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Values of the right type can still be impossible (steps=-5, precision=fp8): refuse them by name."""
+    def get(key: str):
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
+    for key, options in CHOICES.items():
+        if get(key) not in options:
+            raise UsageError(f"{key}={get(key)!r} is not one of {list(options)}")
+    rules = [(AT_LEAST_ONE, lambda v: v >= 1, "at least 1"), (NON_NEGATIVE, lambda v: v >= 0, "0 or more"),
+             (POSITIVE, lambda v: v > 0, "above 0"), (UNIT_INTERVAL, lambda v: 0 <= v <= 1, "from 0 to 1")]
+    for keys, ok, wanted in rules:
+        for key in keys:
+            value = get(key)
+            if not ok(value) or value != value:  # NaN fails every comparison but the second
+                raise UsageError(f"{key}={value!r}: must be {wanted}")
+    return cfg
+
+
 def load_config(name_or_path: str | None, overrides: list[str] = (), cls=TrainConfig):
     data = yaml.safe_load(recipe_path(name_or_path).read_text()) or {} if name_or_path else {}
     for override in overrides:
         apply_override(data, override)
-    return from_dict(cls, data)
+    config = from_dict(cls, data)
+    return validate(config) if isinstance(config, TrainConfig) else config
 
 
 def to_yaml(config) -> str:

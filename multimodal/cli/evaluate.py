@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from multimodal.cli import add_subcommand
+from multimodal.cli import add_subcommand, positive_int
 from multimodal.errors import UsageError
 
 EVAL_HELP = """\
@@ -20,16 +20,18 @@ The metrics are printed as a table and written as JSON with --out. The trainers 
 def register(sub) -> None:
     p = add_subcommand(sub, "eval", "evaluate a model: zero-shot accuracy, retrieval recall, generation quality",
                        EVAL_HELP)
-    p.add_argument("what", choices=["zeroshot", "retrieval", "generation"])
-    p.add_argument("--model", default="builtin")
+    p.add_argument("what", choices=["zeroshot", "retrieval", "generation"], help="which evaluation to run")
+    p.add_argument("--model", default="builtin", help="'builtin', a model folder (zeroshot, retrieval), a pipeline "
+                   "folder (generation), or an open_clip ARCH:TAG")
     p.add_argument("--data", action="append", metavar="[NAME=]SPEC",
                    help="shards (folder, glob or brace pattern) or an ImageFolder; repeat for several sets")
-    p.add_argument("--template", action="append", dest="templates", help="zeroshot prompt template(s)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--template", action="append", dest="templates", help="zeroshot prompt template(s), e.g. 'a "
+                   "photo of a {}' (repeatable; default: the built-in ensemble)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
+    p.add_argument("--bf16", action="store_true", help="run the towers under bfloat16 autocast")
     p.add_argument("--out", help="write the metrics as JSON here")
     g = p.add_argument_group("generation")
-    g.add_argument("--num-prompts", type=int, default=64, help="held-out captions used as prompts (distinct)")
+    g.add_argument("--num-prompts", type=positive_int, default=64, help="held-out captions used as prompts (distinct)")
     g.add_argument("--steps", default="20", help="comma-separated step counts, e.g. 10,20,50")
     g.add_argument("--guidance", default="3.0", help="comma-separated guidance scales, e.g. 1.5,3")
     g.add_argument("--judge", default=None, help="CLIP that scores the images (default: the pipeline's own)")

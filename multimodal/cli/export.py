@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("format", choices=["onnx", "open-clip"], help="onnx: two encoder graphs; open-clip: a folder "
                    "that open_clip's local-dir: loads")
     p.add_argument("model", metavar="MODEL", help="'builtin', a saved model folder or an open_clip ARCH:TAG")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import random
 import sys
 from pathlib import Path
 
-from multimodal.cli import add_subcommand
+from multimodal.cli import add_subcommand, finite_float, positive_int
 
 GENERATE_HELP = """\
 Generate images from a prompt: CLIP text embedding -> prior -> CLIP image embedding -> diffusion
@@ -17,12 +17,12 @@ any result can be made again with --seed.
 
 def register(sub) -> None:
     p = add_subcommand(sub, "generate", "generate images from a text prompt", GENERATE_HELP)
-    p.add_argument("prompt")
+    p.add_argument("prompt", help="what to draw, e.g. 'a red apple'")
     p.add_argument("--negative-prompt", default=None, help="steer away from this (replaces the null condition)")
     p.add_argument("--out", default="generated", help="output folder for PNG files")
-    p.add_argument("--num-images", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20, help="denoising steps")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--num-images", type=positive_int, default=1, help="images to generate for the prompt")
+    p.add_argument("--steps", type=positive_int, default=20, help="denoising steps")
+    p.add_argument("--guidance", type=finite_float, default=3.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--seed", type=int, default=None, help="random seed (a random one is drawn and printed if omitted)")
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
     p.set_defaults(func=run)

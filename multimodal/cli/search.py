@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from multimodal.cli import add_subcommand
+from multimodal.cli import add_subcommand, positive_int
 
 INDEX_HELP = """\
 Embed every image under DIR (recursively) with the CLIP image tower and store the embeddings as a
@@ -20,18 +20,18 @@ The images of an index that best match a text query, best first, with their cosi
 
 def register(sub) -> None:
     p = add_subcommand(sub, "index", "embed a folder of images for text search", INDEX_HELP)
-    p.add_argument("directory", metavar="DIR")
+    p.add_argument("directory", metavar="DIR", help="folder of images, walked recursively")
     p.add_argument("--out", required=True, metavar="INDEX", help="output folder for embeddings.npy + manifest.json")
-    p.add_argument("--model", default="builtin")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--model", default="builtin", help="'builtin', a saved model folder, or an open_clip ARCH:TAG")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
     p.set_defaults(func=run_index)
 
     s = add_subcommand(sub, "search", "find the images of an index that best match a text query", SEARCH_HELP)
-    s.add_argument("index", metavar="INDEX")
-    s.add_argument("query", metavar="TEXT")
-    s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("index", metavar="INDEX", help="index folder written by `multimodal index`")
+    s.add_argument("query", metavar="TEXT", help="what to look for, e.g. 'a red apple'")
+    s.add_argument("--top-k", type=positive_int, default=5, help="how many images to return")
     s.add_argument("--model", default=None, help="defaults to the model the index was built with")
-    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--format", choices=["table", "json"], default="table", help="table, or one JSON object per hit")
     s.set_defaults(func=run_search)
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 
-from multimodal.cli import add_subcommand
+from multimodal.cli import add_subcommand, positive_int, unit_interval
 from multimodal.errors import UsageError
 
 TAG_HELP = """\
@@ -22,18 +22,21 @@ A file that cannot be read is reported on stderr and skipped; the exit status is
 
 def register(sub) -> None:
     p = add_subcommand(sub, "tag", "zero-shot tag images against your labels", TAG_HELP)
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and folders (walked recursively)")
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="comma-separated labels, e.g. 'cat,dog,car'")
     labels.add_argument("--labels-file", help="a text file with one label per line")
     p.add_argument("--model", default="builtin", help="'builtin', a saved model folder, or an open_clip ARCH:TAG")
-    p.add_argument("--top-k", type=int, default=None, help="keep the K best labels per image")
-    p.add_argument("--threshold", type=float, default=None, help="keep labels scoring at least this")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep the K best labels per image (K >= 1; "
+                   "default: all)")
+    p.add_argument("--threshold", type=unit_interval, default=None, help="keep labels scoring at least this, from 0 "
+                   "to 1 (default: none in single-label mode, 0.5 in multi-label mode)")
     p.add_argument("--multi-label", action="store_true", help="score each label on its own (calibrated sigmoid)")
     p.add_argument("--template", action="append", dest="templates", metavar="TEMPLATE",
                    help="prompt template such as 'a photo of a {}' (repeat for an ensemble; default: built-in set)")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="table: one line per image; json: one object per image per line; csv: image,label,score rows")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the image tower with "
                    "torch or onnxruntime")

@@ -26,13 +26,13 @@ Distributed data-parallel: torchrun --nproc_per_node N -m multimodal train clip 
 
 def register(sub) -> None:
     p = add_subcommand(sub, "train", "train the CLIP pair, fine-tune it, or train the decoder/prior", TRAIN_HELP)
-    p.add_argument("what", choices=["clip", "finetune", "decoder", "prior"])
+    p.add_argument("what", choices=["clip", "finetune", "decoder", "prior"], help="what to train")
     p.add_argument("--config", required=True, help="recipe YAML file or recipe name")
     p.add_argument("--resume", default=None, help="'latest' (the run's newest checkpoint), 'auto' (the newest if "
                    "there is one, else start fresh) or a checkpoint path")
     p.add_argument("--wise-alpha", type=float, default=None,
                    help="finetune: keep (1-a)*base + a*fine-tuned weights (WiSE-FT); default 1 = fine-tuned only")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. steps=200 optim.lr=5e-4")
     p.set_defaults(func=run)
 
 

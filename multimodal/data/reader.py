@@ -153,14 +153,27 @@ class ShardDataset(IterableDataset):
         if batch or skipped:
             yield self.collate(batch, worker, consumed, skipped)  # partial (eval) or stats-only
 
-    @staticmethod
-    def _tar_samples(shards: Iterator[dict], skipped: Counter) -> Iterator[dict]:
-        """Samples of each shard in turn; a shard that breaks (truncated, unreadable) ends there and is counted once."""
+    def _tar_samples(self, shards: Iterator[dict], skipped: Counter) -> Iterator[dict]:
+        """Samples of each shard in turn; a shard that breaks (truncated, unreadable) ends there and is counted once.
+
+        An endless (resampled) stream gives up, naming the shards, once every one of them has failed to give a
+        sample since the last one that did: retrying them forever would spin without output."""
+        failed: set[str] = set()
         for shard in shards:
+            count = 0
             try:
-                yield from wds.tarfile_to_samples()(iter([shard]))
+                for sample in wds.tarfile_to_samples()(iter([shard])):
+                    count += 1
+                    yield sample
             except Exception:  # noqa: BLE001 - any I/O or tar error of one shard must not stop the stream
                 skipped["broken_shard"] += 1
+            if count:
+                failed.clear()
+            elif self.resampled:
+                failed.add(shard["url"])
+                if len(failed) == len(set(self.urls)):
+                    raise UsageError(f"none of the {len(failed)} shard(s) could be read (e.g. {sorted(failed)[:3]}); "
+                                     "check them with `multimodal shards check`")
 
     def decode(self, sample: dict, skipped: Counter) -> dict | None:
         raw = parse_sample(sample, sample["__key__"])

@@ -16,9 +16,11 @@ import braceexpand
 from multimodal.errors import MissingError
 
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
+CORPUS_HINT = "the offline corpora are built with: multimodal shards corpus all --out data/corpus"
 
 
 def expand_urls(spec: str | os.PathLike | list) -> list[str]:
+    """Every shard URL the spec names; a local path that does not exist, or matches no .tar, is an error."""
     if isinstance(spec, (list, tuple)):
         return [url for part in spec for url in expand_urls(part)]
     urls: list[str] = []
@@ -27,14 +29,21 @@ def expand_urls(spec: str | os.PathLike | list) -> list[str]:
             if url.startswith(REMOTE_PREFIXES):
                 urls.append(url)
             elif Path(url).is_dir():
-                urls.extend(sorted(str(p) for p in Path(url).glob("*.tar")))
+                found = sorted(str(p) for p in Path(url).glob("*.tar"))
+                urls.extend(found or _missing(url, spec, "holds no .tar shards"))
             elif glob.has_magic(url):
-                urls.extend(sorted(glob.glob(url)))
-            else:
+                urls.extend(sorted(glob.glob(url)) or _missing(url, spec, "matches no file"))
+            elif Path(url).is_file():
                 urls.append(url)
-    if not urls:
-        raise MissingError(f"no shards match {spec!r}")
+            else:
+                _missing(url, spec, "does not exist")
     return urls
+
+
+def _missing(url: str, spec, why: str) -> list[str]:
+    where = "" if str(spec) == url else f" (from {str(spec)!r})"
+    raise MissingError(f"no shards: {url}{where} {why}; {CORPUS_HINT}, or give your own with "
+                       "`multimodal shards write`")
 
 
 def shard_dir(urls: list[str]) -> Path | None:
