@@ -178,7 +178,8 @@ def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
 
 
 BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim"), ("steps=-5", "steps"),
-              ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"), ("data.caption_template_p=2", "template_p")]
+              ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"),
+              ("data.caption_template_p=2", "template_p")]
 
 
 @pytest.mark.parametrize("override, named", BAD_VALUES)
