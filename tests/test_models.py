@@ -1,8 +1,11 @@
 import json
+import subprocess
+import sys
 
 import open_clip
 import pytest
 import torch
+from conftest import make_image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -156,3 +159,15 @@ def test_pipeline_folders_of_0_1_name_the_upgrade_command(tmp_path):
         TextToImagePipeline.from_pretrained(folder)
     upgrade_pipeline_folder(folder)
     assert_same(model, TextToImagePipeline.from_pretrained(folder).clip)
+
+
+def test_a_corrupt_weights_file_is_a_one_line_error(tmp_path):
+    folder = seeded().save_pretrained(tmp_path / "m")
+    weights = folder / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        mm.from_pretrained(folder)
+    image = make_image(tmp_path / "x.png", seed=0)
+    run = subprocess.run([sys.executable, "-m", "multimodal", "tag", str(image), "--labels", "a,b", "--model",
+                          str(folder)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "not a readable safetensors file" in run.stderr and "Traceback" not in run.stderr

@@ -4,7 +4,6 @@ import json
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +138,22 @@ def test_bad_inputs_get_clear_errors(tagger, colours, tmp_path):
         tagger.tag(colours / "red0.png", [])
     with pytest.raises(ValueError, match=r"duplicate labels: \['red'\]"):
         tagger.tag(colours / "red0.png", ["red", "blue", "red"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        tags = tagger.tag(colours / "red0.png", ["red", "very " * 60 + "long"])
-    assert any("context" in str(w.message) for w in caught) and len(tags) == 2
+    with pytest.raises(ValueError, match="too long.*context of 32 tokens"):
+        tagger.tag(colours / "red0.png", ["red", "very " * 60 + "long"])
+    for top_k in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="top_k"):
+            tagger.tag(colours / "red0.png", ["red", "blue"], top_k=top_k)
+    for threshold in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="threshold"):
+            tagger.tag(colours / "red0.png", ["red", "blue"], threshold=threshold)
+
+
+def test_a_folder_is_tagged_image_by_image(tagger, colours):
+    """The API walks a folder as the CLI does, and says which result belongs to which file."""
+    tags = tagger.tag(colours / "photos", ["red", "green", "blue"], top_k=1)
+    assert sorted(tags) == sorted(str(p) for p in (colours / "photos").rglob("*.png"))
+    assert all(len(t) == 1 for t in tags.values())
+    assert tags[str(colours / "photos" / "red.png")][0][0] == "red"
 
 
 def cli(*args):

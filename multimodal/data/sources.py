@@ -8,10 +8,12 @@ to worker processes.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import glob
 import hashlib
 import json
+import os
 import re
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,6 +37,8 @@ class SourceItem:
     image: str | Callable[[], bytes]  # local path, http(s) URL, or a picklable loader returning encoded bytes
     labels: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    line: int | None = None  # line of a CSV/JSONL source, for reports
+    problem: tuple[str, str] | None = None  # (reason, message) of an item known bad when listed; written as a skip
 
     def source_name(self) -> str:
         return self.image if isinstance(self.image, str) else self.meta.get("source", self.key)
@@ -76,18 +80,33 @@ def humanize(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").split())
 
 
-def iter_image_files(root: Path) -> Iterator[Path]:
-    yield from sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+def iter_image_files(root: Path, *, broken_links: bool = False) -> Iterator[Path]:
+    """Image files under `root`, sorted; with `broken_links`, also dangling or looping symlinks named like images."""
+    yield from sorted(p for p in root.rglob("*") if is_image_path(p)
+                      and (p.is_file() or (broken_links and p.is_symlink() and not p.exists())))
+
+
+def link_problem(path: Path) -> tuple[str, str] | None:
+    """("broken_symlink", why) for a symlink that leads to no file, else None."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "broken_symlink", f"{path}: symlink loop"
+    return "broken_symlink", f"{path}: dangling symlink to {os.readlink(path)}"
 
 
 def caption_folder(root: Path, *, whole_file: bool = False) -> list[SourceItem]:
     """Images with a same-stem `.txt` caption; images without one are kept with caption None (skipped later)."""
     items = []
-    for path in iter_image_files(root):
+    for path in iter_image_files(root, broken_links=True):
         rel = path.relative_to(root)
         txt = path.with_suffix(".txt")
         caption = read_caption(txt, whole_file) if txt.is_file() else None
-        items.append(SourceItem(make_key(str(rel.with_suffix(""))), caption, str(path), meta={"source": str(rel)}))
+        items.append(SourceItem(make_key(str(rel.with_suffix(""))), caption, str(path), meta={"source": str(rel)},
+                                problem=link_problem(path)))
     return items
 
 
@@ -98,11 +117,11 @@ def image_folder(root: Path, *, template: str = "{}") -> list[SourceItem]:
         raise UsageError(f"{root}: an ImageFolder needs one subfolder per class, found none")
     items = []
     for label in classes:
-        for path in iter_image_files(root / label):
+        for path in iter_image_files(root / label, broken_links=True):
             rel = path.relative_to(root)
             caption = template.format(humanize(label))
             key = make_key(str(rel.with_suffix("")))
-            items.append(SourceItem(key, caption, str(path), [label], {"source": str(rel)}))
+            items.append(SourceItem(key, caption, str(path), [label], {"source": str(rel)}, problem=link_problem(path)))
     return items
 
 
@@ -118,19 +137,34 @@ def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, 
                      f"columns are {columns}. Name it with --{what}-col")
 
 
-def table_rows(src: Path, kind: str) -> Iterator[dict]:
-    if kind == "jsonl":
-        with open(src, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise UsageError(f"{src}:{lineno}: not valid JSON ({e.msg})") from None
-    else:
-        with open(src, encoding="utf-8", newline="") as f:
-            dialect = "excel-tab" if src.suffix.lower() == ".tsv" else "excel"
-            yield from csv.DictReader(f, dialect=dialect)
+def table_rows(src: Path, kind: str) -> Iterator[tuple[int, dict | str]]:
+    """(line number, row) for each row; a row that is not a record comes as a string saying why."""
+    yield from (_jsonl_rows(src) if kind == "jsonl" else _csv_rows(src))
+
+
+def _jsonl_rows(src: Path) -> Iterator[tuple[int, dict | str]]:
+    names = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    with open(src, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"{src}:{lineno}: not valid JSON ({e.msg})") from None
+                yield lineno, row if isinstance(row, dict) else f"a JSON {names[type(row)]}, not an object"
+
+
+def _csv_rows(src: Path) -> Iterator[tuple[int, dict | str]]:
+    with open(src, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, dialect="excel-tab" if src.suffix.lower() == ".tsv" else "excel")
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for row in reader:
+            if len(row) > len(header):  # csv.DictReader would cut such a row silently
+                yield start, f"{len(row)} fields where the header has {len(header)} (quote a field that holds a comma)"
+            elif row:  # a blank line is no row, as for csv.DictReader
+                yield start, dict(zip(header, row + [None] * (len(header) - len(row))))
+            start = reader.line_num + 1
 
 
 def table_source(src: Path, kind: str, *, image_col: str | None = None, caption_col: str | None = None,
@@ -139,23 +173,33 @@ def table_source(src: Path, kind: str, *, image_col: str | None = None, caption_
     rows = list(table_rows(src, kind))
     if not rows:
         raise UsageError(f"{src}: no rows")
-    columns = list(rows[0].keys())
-    image_col = _pick_column(columns, image_col, IMAGE_COLUMNS, "image", src)
-    caption_col = _pick_column(columns, caption_col, CAPTION_COLUMNS, "caption", src)
-    items = []
-    for i, row in enumerate(rows):
-        ref = str(row.get(image_col) or "").strip()
-        if ref and not ref.startswith(("http://", "https://")) and not Path(ref).is_absolute():
-            ref = str(src.parent / ref)
-        caption = row.get(caption_col)
-        caption = " ".join(str(caption).split()) if caption is not None else None
-        labels = row.get(label_col) if label_col else None
-        labels = labels if isinstance(labels, list) else [str(labels)] if labels else []
-        stem = Path(ref.split("?")[0]).stem if ref else f"row{i}"
-        meta = {"source": ref, "row": i}
-        meta.update({k: v for k, v in row.items() if k not in (image_col, caption_col, label_col)})
-        items.append(SourceItem(make_key(f"{i:07d}_{stem}"), caption or None, ref, labels, meta))
-    return items
+    records = [row for _, row in rows if isinstance(row, dict)]
+    if not records:
+        hint = "a JSONL file holds one JSON object per line" if kind == "jsonl" else "no row of the file is usable"
+        raise UsageError(f"{src}:{rows[0][0]}: {rows[0][1]}; {hint}")
+    columns = list(records[0].keys())
+    cols = (_pick_column(columns, image_col, IMAGE_COLUMNS, "image", src),
+            _pick_column(columns, caption_col, CAPTION_COLUMNS, "caption", src), label_col)
+    return [_table_item(src, i, lineno, row, *cols) for i, (lineno, row) in enumerate(rows)]
+
+
+def _table_item(src: Path, i: int, lineno: int, row: dict | str, image_col: str, caption_col: str,
+                label_col: str | None) -> SourceItem:
+    if isinstance(row, str):
+        return SourceItem(make_key(f"{i:07d}_row{i}"), None, "", meta={"source": f"{src}:{lineno}", "row": i},
+                          line=lineno, problem=("bad_row", f"{src}:{lineno}: {row}"))
+    ref = str(row.get(image_col) or "").strip()
+    if ref and not ref.startswith(("http://", "https://")) and not Path(ref).is_absolute():
+        ref = str(src.parent / ref)
+    caption = row.get(caption_col)
+    caption = " ".join(str(caption).split()) if caption is not None else None
+    labels = row.get(label_col) if label_col else None
+    labels = labels if isinstance(labels, list) else [str(labels)] if labels else []
+    stem = Path(ref.split("?")[0]).stem if ref else f"row{i}"
+    meta = {"source": ref or f"{src}:{lineno}", "row": i}
+    meta.update({k: v for k, v in row.items() if k not in (image_col, caption_col, label_col)})
+    problem = None if ref else ("missing", f"{src}:{lineno}: empty image path")
+    return SourceItem(make_key(f"{i:07d}_{stem}"), caption or None, ref, labels, meta, line=lineno, problem=problem)
 
 
 def detect_kind(spec: str | Path) -> str:

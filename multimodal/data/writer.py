@@ -4,8 +4,9 @@ Layout of an output folder:
     shard-000000.tar ...   samples: <key>.{jpg|png|webp}, <key>.txt, <key>.json
     index.json             shard names and sample counts, skip counts by reason (our reader uses it)
     sizes.json             {shard name: count}, the file open_clip_train reads for the dataset size
-    skipped.jsonl          one line per skipped item: key, source, reason, message
-    _stats/                per-shard results, so a resumed run knows what finished shards held
+    skipped.jsonl          one line per skipped item: key, source, reason, message (and line, for a CSV/JSONL row)
+    _stats/                per-shard results, so a resumed run knows what finished shards held; plan.json
+    .lock                  the PID of the writer at work (see `multimodal.data.resume`)
 
 Items are cut into shards by position, so shard i always holds the same items. A shard is written
 to a temporary name and renamed when complete; a rerun skips every shard whose final name exists.
@@ -13,8 +14,6 @@ to a temporary name and renamed when complete; a rerun skips every shard whose f
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import io
 import json
 import os
@@ -30,6 +29,7 @@ import webdataset as wds
 from PIL import Image
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.resume import acquire_lock, atomic_write_text, check_parent, check_plan, describe_plan, init_worker
 from multimodal.data.sources import SourceItem, load_image_bytes
 from multimodal.errors import UsageError
 
@@ -62,12 +62,6 @@ class WriteReport:
         return dict(Counter(s["reason"] for s in self.skipped))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def encode_image(data: bytes, max_side: int | None, max_pixels: int | None,
                  name: str | None = None) -> tuple[str, bytes, tuple[int, int]]:
     """Validate by a full decode; keep the original bytes unless a resize or a format change is needed."""
@@ -89,8 +83,9 @@ def encode_image(data: bytes, max_side: int | None, max_pixels: int | None,
 
 
 def _skip(item: SourceItem, reason: str, message: str) -> dict:
-    return {"key": item.key, "source": item.source_name() if isinstance(item.image, str) else item.key,
-            "reason": reason, "message": message}
+    source = (item.source_name() if isinstance(item.image, str) else item.key) or item.meta.get("source", item.key)
+    skip = {"key": item.key, "source": source, "reason": reason, "message": message}
+    return skip if item.line is None else {**skip, "line": item.line}
 
 
 def write_one_shard(path: Path, items: Sequence[SourceItem], max_side: int | None, max_pixels: int | None,
@@ -100,6 +95,10 @@ def write_one_shard(path: Path, items: Sequence[SourceItem], max_side: int | Non
     result = ShardResult(path.name, 0)
     with wds.TarWriter(str(tmp)) as sink:
         for item in items:
+            check_parent()
+            if item.problem:
+                result.skipped.append(_skip(item, *item.problem))
+                continue
             if not item.caption or not item.caption.strip():
                 result.skipped.append(_skip(item, "missing_caption", "no caption text"))
                 continue
@@ -122,36 +121,6 @@ def write_one_shard(path: Path, items: Sequence[SourceItem], max_side: int | Non
     return result
 
 
-def plan_fingerprint(items: Sequence[SourceItem], shard_size: int, max_side: int | None) -> str:
-    h = hashlib.sha256(f"{shard_size}|{max_side}|".encode())
-    for item in items:
-        h.update(item.key.encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _acquire_lock(out_dir: Path):
-    lock = open(out_dir / ".lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise UsageError(f"{out_dir}: another `shards write` is writing here") from None
-    return lock
-
-
-def _check_plan(out_dir: Path, fingerprint: str, overwrite: bool) -> None:
-    plan_path = out_dir / "_stats" / "plan.json"
-    if plan_path.exists() and not overwrite:
-        old = json.loads(plan_path.read_text()).get("fingerprint")
-        if old != fingerprint:
-            raise UsageError(f"{out_dir} holds shards of a different source or settings; "
-                               "write to another folder or pass --overwrite")
-    if overwrite:
-        for stale in [*out_dir.glob("*.tar"), *(out_dir / "_stats").glob("*.json")]:
-            stale.unlink()
-    atomic_write_text(plan_path, json.dumps({"fingerprint": fingerprint}))
-
-
 def write_shards(items: Sequence[SourceItem], out_dir: str | Path, *, shard_size: int = 1000,
                  max_side: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int = 1,
                  prefix: str = "shard", overwrite: bool = False, index_extra: dict | None = None,
@@ -161,9 +130,10 @@ def write_shards(items: Sequence[SourceItem], out_dir: str | Path, *, shard_size
         raise UsageError(f"shard_size must be at least 1, got {shard_size}")
     out_dir = Path(out_dir)
     (out_dir / "_stats").mkdir(parents=True, exist_ok=True)
-    lock = _acquire_lock(out_dir)
+    lock = acquire_lock(out_dir)
     try:
-        _check_plan(out_dir, plan_fingerprint(items, shard_size, max_side), overwrite)
+        settings = {"shard_size": shard_size, "max_side": max_side, "max_pixels": max_pixels, "prefix": prefix}
+        check_plan(out_dir, describe_plan(items, settings), overwrite)
         for leftover in [*out_dir.glob(".*.tmp"), *(out_dir / "_stats").glob(".*.tmp")]:
             leftover.unlink()  # debris of a killed run; the lock says nobody else writes here
         chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
@@ -177,16 +147,16 @@ def write_shards(items: Sequence[SourceItem], out_dir: str | Path, *, shard_size
             else:
                 todo.append((name, chunk, stats))
         resumed = len(results)
-        _run_jobs(out_dir, todo, results, max_side, max_pixels, workers, progress, len(items), resumed)
+        _run_jobs(out_dir, todo, results, max_side, max_pixels, workers, progress, len(items), resumed, lock)
         shards = [results[name] for name in names]
         report = WriteReport(out_dir, shards, resumed)
         _write_index(report, shard_size, index_extra or {})
         return report
     finally:
-        lock.close()
+        os.close(lock)
 
 
-def _run_jobs(out_dir, todo, results, max_side, max_pixels, workers, progress, total, resumed) -> None:
+def _run_jobs(out_dir, todo, results, max_side, max_pixels, workers, progress, total, resumed, lock) -> None:
     from tqdm.auto import tqdm
 
     done_items = sum(r.count + len(r.skipped) for r in results.values())
@@ -200,7 +170,9 @@ def _run_jobs(out_dir, todo, results, max_side, max_pixels, workers, progress, t
                 results[name] = write_one_shard(out_dir / name, chunk, max_side, max_pixels, stats)
                 bar.update(len(chunk))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        lock_id = (os.fstat(lock).st_dev, os.fstat(lock).st_ino)
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
+                                 initargs=(os.getpid(), lock, lock_id)) as pool:
             futures = {pool.submit(write_one_shard, out_dir / name, chunk, max_side, max_pixels, stats): (name, chunk)
                        for name, chunk, stats in todo}
             for future in as_completed(futures):

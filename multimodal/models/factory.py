@@ -86,7 +86,11 @@ def load_folder(directory: Path, *, allow_pickle: bool = False) -> CLIPModel:
         return _load_state(directory, ModelConfig.from_dict(_legacy_fields(raw)), _legacy_weights(directory), "")
     if not (directory / WEIGHTS_NAME).is_file():
         return _load_state(directory, _read_config(raw), _pickle_weights(directory, allow_pickle), "model.")
-    model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, low_cpu_mem_usage=False)
+    try:
+        model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, low_cpu_mem_usage=False)
+    except OSError as e:  # diffusers' message for a truncated or corrupt weights file
+        raise UsageError(f"{directory / WEIGHTS_NAME}: not a readable safetensors file ({e}); save or copy it "
+                         "again") from None
     _check_loading(directory, info["missing_keys"], info["unexpected_keys"])
     return model.eval()
 
@@ -100,9 +104,13 @@ def _legacy_fields(raw: dict) -> dict:
 
 
 def _legacy_weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(directory / LEGACY_WEIGHTS))
+    try:
+        return load_file(str(directory / LEGACY_WEIGHTS))
+    except SafetensorError as e:
+        raise UsageError(f"{directory / LEGACY_WEIGHTS}: not a readable safetensors file ({e})") from None
 
 
 def _pickle_weights(directory: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:

@@ -20,15 +20,25 @@ ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
 
 def as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput], bool]:
-    """(list of inputs, whether a single input was given)."""
+    """(list of inputs, whether a single input was given). A folder stands for its images, walked recursively
+    (as the CLI walks it); it counts as several inputs."""
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        files = expand_paths([images])
+        if not files:
+            raise UsageError(f"{images}: no images found in this folder (looked for .jpg, .png, .webp, ...)")
+        return list(files), False
     if isinstance(images, (str, os.PathLike, Image.Image)) or (isinstance(images, torch.Tensor) and images.ndim == 3):
         return [images], True
     if isinstance(images, torch.Tensor):  # a batch [B, 3, H, W]
         return list(images), False
-    images = list(images)
+    images = [item for image in images for item in (as_list(image)[0] if _is_dir(image) else [image])]
     if not images:
         raise UsageError("no images given")
     return images, False
+
+
+def _is_dir(item) -> bool:
+    return isinstance(item, (str, os.PathLike)) and Path(item).is_dir()
 
 
 def name_of(item: ImageInput, index: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,15 +42,15 @@ def read_labels_file(path: str | Path) -> list[str]:
             if line.strip() and not line.startswith("#")]
 
 
-def warn_if_truncated(model, labels: Sequence[str], templates: Sequence[str]) -> None:
-    """Tokenizers cut prompts at the context length; say so instead of silently tagging a shorter label."""
+def check_label_lengths(model, labels: Sequence[str], templates: Sequence[str]) -> None:
+    """Tokenizers cut prompts at the context length, which would silently tag a shorter label: refuse it instead."""
     context = model.context_length
     longest = max(templates, key=len)
-    for label in labels:
-        tokens = model.tokenize(longest.format(label))[0]
-        if int((tokens != 0).sum()) >= context and tokens[-1] != 0:
-            warnings.warn(f"label {label[:60]!r}... is longer than the model's context of {context} tokens; "
-                          "it is truncated", stacklevel=3)
+    tokens = model.tokenize([longest.format(label) for label in labels])  # [N, L]
+    too_long = [label for label, row in zip(labels, tokens) if row[-1] != 0]
+    if too_long:
+        raise UsageError(f"label {too_long[0][:60]!r} is too long: in the template {longest!r} it is over the "
+                         f"model's context of {context} tokens; shorten it ({len(too_long)} label(s) are too long)")
 
 
 class LabelCache:

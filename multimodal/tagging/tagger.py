@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError
 from multimodal.errors import UsageError
 from multimodal.prompts import DEFAULT_TEMPLATES, check_templates
 from multimodal.tagging.inputs import ImageInput, as_list, iter_batches
-from multimodal.tagging.labels import LabelCache, check_labels, warn_if_truncated
+from multimodal.tagging.labels import LabelCache, check_label_lengths, check_labels
 
 MODES = ("single", "multi")
 TAGGER_FILE = "tagger.json"
@@ -83,7 +84,7 @@ class ZeroShotTagger:
         labels = check_labels(labels)
 
         def compute(missing: list[str]) -> torch.Tensor:
-            warn_if_truncated(self.model, missing, self.templates)
+            check_label_lengths(self.model, missing, self.templates)
             self.text_encoder_calls += 1
             return self.model.zero_shot_classifier(missing, self.templates).cpu()
 
@@ -133,16 +134,21 @@ class ZeroShotTagger:
         return torch.sigmoid(self.logit_scale * (cosine - t))
 
     def tag(self, images: ImageInput | Sequence[ImageInput], labels: Sequence[str], top_k: int | None = None,
-            threshold: float | None = None, mode: str = "single") -> list:
-        """Each image's [(label, score), ...] sorted by score; a list of those for a list of images.
+            threshold: float | None = None, mode: str = "single") -> list | dict:
+        """Each image's [(label, score), ...] sorted by score; a list of those for a list of images, and
+        {path: [(label, score), ...]} for a folder (its images, walked recursively as the CLI does).
 
-        top_k keeps the best K; threshold keeps scores >= it (multi-label mode defaults to 0.5, the
-        calibrated boundary). A file that cannot be read raises `ImageError` naming it.
+        top_k keeps the best K; threshold keeps scores >= it, from 0 to 1 (multi-label mode defaults to 0.5,
+        the calibrated boundary). A file that cannot be read raises `ImageError` naming it.
         """
         labels = check_labels(labels)
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UsageError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"threshold must be a number from 0 to 1, got {threshold!r}")
         items, single = as_list(images)
+        if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+            return dict(zip(map(str, items), self.tag(items, labels, top_k, threshold, mode)))
         feats, _, _ = self.encode_images(items)
         results = self.format(self.scores(feats, labels, mode), labels, top_k,
                               0.5 if threshold is None and mode == "multi" else threshold)
