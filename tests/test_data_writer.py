@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 from multimodal.data.images import DecompressionBombError, open_image
 from multimodal.data.sources import load_source
 from multimodal.data.writer import write_shards
+from multimodal.errors import UsageError
 
 
 def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
@@ -159,3 +161,163 @@ def test_truncated_header_is_a_clear_error():
         with pytest.raises(ImageError) as info:
             open_image(data[:cut])
         assert info.value.reason in ("corrupt", "not_an_image")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, read from /proc (children of all its threads, recursively)."""
+    found: set[int] = set()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(c) for c in children.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found |= {kid, *_descendants(kid)}
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has finished; only its exit status is left to reap
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_the_main_process_takes_its_workers_down(caption_dir, tmp_path):
+    """`kill -9` of the main PID only: the pool workers must not live on holding the lock; the rerun finishes."""
+    for i in range(24, 200):
+        make_image(caption_dir / f"extra{i}.png", seed=i, size=(256, 256))
+        (caption_dir / f"extra{i}.txt").write_text(f"extra {i}")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "multimodal", "shards", "write", str(caption_dir), "--out", str(out),
+           "--shard-size", "4", "--workers", "2", "--max-side", "200", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        workers: set[int] = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and (len(workers) < 2 or not list(out.glob("*.tar"))):
+            workers |= _descendants(proc.pid)
+            time.sleep(0.01)
+        assert proc.poll() is None and len(workers) >= 2, "the writer should have been killed mid-run"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 5
+        while any(_running(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _running(pid)], "workers outlived their killed parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever this test started and is still there
+        except ProcessLookupError:
+            pass
+    assert len(list(out.glob("*.tar"))) < 50, "the writer finished before it was killed"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    keys = Counter(key for shard in out.glob("*.tar") for key in read_tar(shard))
+    expected = {item.key for item in load_source(caption_dir)}
+    assert set(keys) == expected and set(keys.values()) == {1}
+    assert json.loads((out / "index.json").read_text())["num_samples"] == len(expected) == 200
+
+
+def _lock_holder(lock: Path) -> subprocess.Popen:
+    """Another process holding the folder's flock, as an orphaned worker of a killed writer would."""
+    code = ("import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print(1, flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "1"
+    return holder
+
+
+def test_lock_names_a_live_writer_and_takes_over_from_a_dead_one(caption_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _lock_holder(out / ".lock")
+    try:
+        (out / ".lock").write_text(f"{holder.pid}\n")  # the recorded writer is alive: refuse, and say who it is
+        with pytest.raises(UsageError, match=f"another `shards write` .*pid {holder.pid}"):
+            write_shards(load_source(caption_dir), out, progress=False)
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (out / ".lock").write_text(f"{int(dead.stdout)}\n")  # the recorded writer is gone: its lock is stale
+        report = write_shards(load_source(caption_dir), out, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert report.num_samples == 24 and len(read_all(out)) == 24
+    assert (out / ".lock").read_text().split()[0] == str(os.getpid())
+
+
+def test_csv_row_with_more_fields_than_the_header_is_skipped(caption_dir, tmp_path):
+    images = sorted(caption_dir.rglob("*.png"))[:3]
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text(f"image,caption\n{images[0]},first\n\n{images[1]},extra,fields,here\n{images[2]},third\n")
+    report = write_shards(load_source(csv_path), tmp_path / "out", progress=False)
+    assert report.num_samples == 2
+    assert sorted(s["txt"].decode() for s in read_all(tmp_path / "out").values()) == ["first", "third"]
+    (skip,) = [json.loads(line) for line in (tmp_path / "out" / "skipped.jsonl").read_text().splitlines()]
+    assert skip["reason"] == "bad_row" and skip["line"] == 4
+    assert f"{csv_path}:4:" in skip["message"] and "4 fields" in skip["message"]
+    assert report.skip_counts() == {"bad_row": 1}
+
+
+def test_rerun_refuses_changed_captions_images_labels_or_options(caption_dir, tmp_path):
+    out = tmp_path / "out"
+    write_shards(load_source(caption_dir), out, shard_size=5, progress=False)
+    assert write_shards(load_source(caption_dir), out, shard_size=5, progress=False).resumed == 5
+
+    (caption_dir / "food/group0/item00.txt").write_text("An edited caption.\n")
+    with pytest.raises(UsageError, match="different source or settings.*caption"):
+        write_shards(load_source(caption_dir), out, shard_size=5, progress=False)
+    write_shards(load_source(caption_dir), out, shard_size=5, overwrite=True, progress=False)
+    assert read_all(out)["food_group0_item00"]["txt"] == b"An edited caption."
+
+    with pytest.raises(UsageError, match="different source or settings.*max-pixels"):
+        write_shards(load_source(caption_dir), out, shard_size=5, max_pixels=1000, progress=False)
+    items = load_source(caption_dir)
+    items[3].labels = ["new label"]
+    with pytest.raises(UsageError, match="different source or settings.*label"):
+        write_shards(items, out, shard_size=5, progress=False)
+    make_image(caption_dir / "food/group0/item00.jpg", seed=99, size=(41, 32))  # same name, other pixels
+    with pytest.raises(UsageError, match="different source or settings.*image"):
+        write_shards(load_source(caption_dir), out, shard_size=5, progress=False)
+    assert read_all(out)["food_group0_item00"]["jpg"] != (caption_dir / "food/group0/item00.jpg").read_bytes()
+
+
+def test_broken_symlinks_are_reported(caption_dir, tmp_path):
+    (caption_dir / "dangling.png").symlink_to(caption_dir / "nowhere.png")
+    (caption_dir / "dangling.txt").write_text("a dangling link")
+    (caption_dir / "loop.png").symlink_to(caption_dir / "loop.png")
+    (caption_dir / "loop.txt").write_text("a looping link")
+    report = write_shards(load_source(caption_dir), tmp_path / "out", progress=False)
+    assert report.num_samples == 24
+    skips = {s["key"]: s for s in report.skipped}
+    assert skips.keys() == {"dangling", "loop"} and {s["reason"] for s in skips.values()} == {"broken_symlink"}
+    assert "nowhere.png" in skips["dangling"]["message"] and "loop" in skips["loop"]["message"]
+
+
+def test_empty_image_path_is_reported_with_its_line(caption_dir, tmp_path):
+    image = next(caption_dir.rglob("*.png"))
+    for name, text in [("list.csv", f"image,caption\n{image},fine\n,no image here\n"),
+                       ("list.jsonl", json.dumps({"image": str(image), "caption": "fine"}) + "\n"
+                        + json.dumps({"image": "", "caption": "no image here"}) + "\n")]:
+        src = tmp_path / name
+        src.write_text(text)
+        report = write_shards(load_source(src), tmp_path / name.replace(".", "_"), progress=False)
+        (skip,) = report.skipped
+        assert report.num_samples == 1 and skip["line"] == 3 - name.endswith("jsonl")
+        assert skip["message"] == f"{src}:{skip['line']}: empty image path"
+
+
+def test_jsonl_row_that_is_not_an_object(caption_dir, tmp_path):
+    image = next(caption_dir.rglob("*.png"))
+    src = tmp_path / "list.jsonl"
+    src.write_text(json.dumps({"image": str(image), "caption": "fine"}) + "\n" + json.dumps([str(image), "x"]) + "\n"
+                   + '"just a string"\n')
+    report = write_shards(load_source(src), tmp_path / "out", progress=False)
+    assert report.num_samples == 1 and report.skip_counts() == {"bad_row": 2}
+    assert [(s["line"], s["message"]) for s in report.skipped] == [
+        (2, f"{src}:2: a JSON array, not an object"), (3, f"{src}:3: a JSON string, not an object")]
+    src.write_text(json.dumps([[str(image), "x"], [str(image), "y"]]) + "\n")  # one JSON array, not JSONL
+    with pytest.raises(UsageError, match=f"^{src}:1: a JSON array, not an object"):
+        load_source(src)
