@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,28 @@ def test_calibrated_multi_label_thresholds_round_trip(tagger, colours, tmp_path)
     assert again.thresholds == pytest.approx(tagger.thresholds) and again.templates == tagger.templates
     assert best_f1_threshold(torch.tensor([0.9, 0.8, 0.3, 0.1]), torch.tensor([1, 1, 0, 0]).bool()) == \
         pytest.approx(0.55)
+
+
+def test_multi_label_without_calibration_warns_once_and_a_default_calibration_silences_it(trained, colours,
+                                                                                          tmp_path):
+    fresh = ZeroShotTagger.from_pretrained(trained)
+    image = colours / "photos" / "red.png"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh.tag(image, list(COLOURS), mode="multi")
+        fresh.tag(image, list(COLOURS), mode="multi")
+    assert len([w for w in caught if "calibrat" in str(w.message)]) == 1
+    run = cli("tag", str(image), "--labels", ",".join(COLOURS), "--multi-label", "--model", str(trained))
+    warned = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert run.returncode == 0 and len(warned) == 1 and "warnings.warn" not in run.stderr, run.stderr
+    images = [colours / f"{c}{i}.png" for c in COLOURS for i in range(3)]
+    assert fresh.calibrate(images, [[c] for c in COLOURS for _ in range(3)], per_label=False) == {}
+    saved = ZeroShotTagger.from_pretrained(fresh.save_pretrained(tmp_path / "calibrated"))
+    assert saved.default_threshold == pytest.approx(fresh.default_threshold) and not saved.thresholds
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tags = saved.tag(image, list(COLOURS), mode="multi")
+    assert not [w for w in caught if "calibrat" in str(w.message)] and tags[0][0] == "red"
 
 
 def test_bad_inputs_get_clear_errors(tagger, colours, tmp_path):

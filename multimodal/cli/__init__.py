@@ -76,7 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning for a command-line user: what happened, without the library's source line."""
+    return f"multimodal: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = one_line_warning
     parser = build_parser()
     # key=value overrides may follow options (`train clip --config X steps=5`), which argparse leaves over
     args, extra = parser.parse_known_args(argv)

@@ -8,7 +8,8 @@ DEMO_HELP = """\
 Start the web demo on http://HOST:PORT: tag images, generate images from text, make variations of an
 image, search a folder index with text, and read the model card. It runs offline on the shipped model.
 Requests are queued (2 at a time, 16 waiting at most); uploads are limited to 10 MB and 24 M pixels;
-steps, image counts and prompt length are clamped to the limits shown in the page."""
+a number outside the limits shown in the page is refused with a message, and longer prompts are cut.
+Uploads and outputs are deleted after an hour, and all of them when the demo stops (Ctrl+C or SIGTERM)."""
 
 
 def register(sub) -> None:
@@ -23,10 +24,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import logging
+    import signal
     from pathlib import Path
 
     from multimodal_demo.app import default_demo, launch
 
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # refusals: one line each
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl+C: close the server, clean up
     demo = default_demo(args.model)
     if args.pipeline:
         from multimodal.generation import TextToImagePipeline

@@ -49,11 +49,11 @@ def register(sub) -> None:
     w.add_argument("src", help="caption folder, ImageFolder, .csv/.tsv or .jsonl file")
     w.add_argument("--out", required=True, help="output folder")
     w.add_argument("--source-type", default="auto", choices=["auto", "captions", "imagefolder", "csv", "jsonl"],
-                   help="layout of SRC; auto-detected by default")
+                   help="layout of SRC (auto: detected from SRC)")
     w.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
     w.add_argument("--max-side", type=int, default=None, help="downscale images whose longer side is larger")
-    w.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (bomb guard); "
-                   "default 89,478,485")
+    w.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (bomb guard; "
+                   "89,478,485 if not given)")
     w.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel writer processes")
     w.add_argument("--whole-caption", action="store_true", help="use the whole .txt file, not its first line")
     w.add_argument("--caption-template", default="{}", help="ImageFolder caption, '{}' is the class name")
@@ -67,22 +67,23 @@ def register(sub) -> None:
 
     c = add_subcommand(ssub, "check", "decode every sample and report problems by shard and key", CHECK_HELP)
     c.add_argument("spec", metavar="DIR_OR_PATTERN", help="folder, glob or brace pattern of .tar shards")
-    c.add_argument("--format", choices=["table", "json"], default="table")
+    c.add_argument("--format", choices=["table", "json"], default="table", help="a table per shard, or one JSON report")
     c.add_argument("--max-pixels", type=int, default=None, help="pixel limit for the bomb check")
-    c.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    c.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="shards checked in parallel")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run_check)
 
-    b = add_subcommand(ssub, "corpus", "build the offline corpora (clip-art, Tux Paint, emoji, Fashion-MNIST)",
-                       CORPUS_HELP)
+    b = add_subcommand(ssub, "corpus", "build the offline corpora (clip-art, Tux Paint, emoji in four styles, icons, "
+                       "Fashion-MNIST)", CORPUS_HELP)
     b.add_argument("names", nargs="+", choices=["openclipart", "tuxpaint", "emoji", "fashion-mnist", "twemoji",
-                                              "openmoji", "emojione", "icons", "all"])
+                                              "openmoji", "emojione", "icons", "all"],
+                   help="which corpora to build (all: every one)")
     b.add_argument("--out", required=True, help="output folder; each corpus goes to OUT/NAME/{train,eval}")
-    b.add_argument("--max-side", type=int, default=256)
-    b.add_argument("--shard-size", type=int, default=1000)
-    b.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    b.add_argument("--max-side", type=int, default=256, help="downscale images whose longer side is larger")
+    b.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel writer processes")
     b.add_argument("--overwrite", action="store_true", help="rebuild shards written by an earlier, different run")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_corpus)
 
 

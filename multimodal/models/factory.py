@@ -45,6 +45,14 @@ def _asset_dir(name: str) -> Path:
     return ASSETS_DIR / PRETRAINED[name]
 
 
+def model_folder(name_or_path: str | Path) -> Path | None:
+    """The folder behind a shipped name or a folder path (None for an open_clip ARCH:TAG)."""
+    text = str(name_or_path)
+    if text in PRETRAINED:
+        return _asset_dir(text)
+    return Path(text) if Path(text).is_dir() else None
+
+
 def create_model(name_or_config: str | ModelConfig, *, pretrained_towers: bool = True,
                  device: str | torch.device = "cpu", **model_overrides) -> CLIPModel:
     """Build an architecture. Packaged pretrained towers are loaded (and locked as the config says) unless

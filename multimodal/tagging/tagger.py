@@ -42,7 +42,8 @@ class ZeroShotTagger:
         self.model = model.eval()
         self.templates = check_templates(templates)
         self.thresholds: dict[str, float] = dict(thresholds or {})
-        self.default_threshold = DEFAULT_COSINE_THRESHOLD
+        self.default_threshold: float | None = None  # calibrated for this model; None = the generic fallback
+        self._warned_uncalibrated = False
         self.bf16, self.batch_size, self.threads, self.max_pixels = bf16, batch_size, threads, max_pixels
         self.device = next(model.parameters()).device
         self.logit_scale = float(model.model.logit_scale.detach().exp())
@@ -59,16 +60,15 @@ class ZeroShotTagger:
                         device: str = "cpu", **kwargs) -> ZeroShotTagger:
         """`builtin`, a folder from `save_pretrained` (model or tagger), or an open_clip `ARCH:TAG` name."""
         from multimodal.models import from_pretrained
+        from multimodal.models.factory import model_folder
 
         model = from_pretrained(name_or_path, allow_pickle=allow_pickle, device=device)
-        saved = Path(str(name_or_path)) / TAGGER_FILE
-        if saved.is_file():
-            state = json.loads(saved.read_text())
-            kwargs.setdefault("templates", state["templates"])
-            kwargs.setdefault("thresholds", state["thresholds"])
+        folder = model_folder(name_or_path)
+        state = json.loads((folder / TAGGER_FILE).read_text()) if folder and (folder / TAGGER_FILE).is_file() else {}
+        kwargs.setdefault("templates", state.get("templates", DEFAULT_TEMPLATES))
+        kwargs.setdefault("thresholds", state.get("thresholds"))
         tagger = cls(model, **kwargs)
-        if saved.is_file():
-            tagger.default_threshold = json.loads(saved.read_text()).get("default_threshold", DEFAULT_COSINE_THRESHOLD)
+        tagger.default_threshold = state.get("default_threshold")
         return tagger
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -126,11 +126,14 @@ class ZeroShotTagger:
         cosine = image_features @ self.label_embeddings(labels).T
         if mode == "single":
             return (self.logit_scale * cosine).softmax(dim=-1)
+        default = DEFAULT_COSINE_THRESHOLD if self.default_threshold is None else self.default_threshold
         uncalibrated = [label for label in labels if label not in self.thresholds]
-        if uncalibrated:
-            warnings.warn(f"{len(uncalibrated)} label(s) have no calibrated threshold (e.g. {uncalibrated[0]!r}); "
-                          f"they use cosine {self.default_threshold:.3f}. Call tagger.calibrate(...)", stacklevel=3)
-        t = torch.tensor([self.thresholds.get(label, self.default_threshold) for label in labels])
+        if uncalibrated and self.default_threshold is None and not self._warned_uncalibrated:
+            self._warned_uncalibrated = True  # once per tagger, not once per call
+            warnings.warn(f"this model has no calibrated multi-label thresholds: {len(uncalibrated)} label(s) (e.g. "
+                          f"{uncalibrated[0]!r}) use a generic cosine of {default:.2f}; calibrate with "
+                          "tagger.calibrate(images, labels_per_image) and save_pretrained", stacklevel=3)
+        t = torch.tensor([self.thresholds.get(label, default) for label in labels])
         return torch.sigmoid(self.logit_scale * (cosine - t))
 
     def tag(self, images: ImageInput | Sequence[ImageInput], labels: Sequence[str], top_k: int | None = None,
@@ -166,8 +169,10 @@ class ZeroShotTagger:
 
     # --- multi-label calibration ------------------------------------------------------------------------
     def calibrate(self, images: Sequence[ImageInput], labels_per_image: Sequence[Sequence[str]],
-                  labels: Sequence[str] | None = None) -> dict[str, float]:
-        """Fit, per label, the cosine threshold with the best F1 on these examples; kept and saved with the tagger."""
+                  labels: Sequence[str] | None = None, per_label: bool = True) -> dict[str, float]:
+        """Fit the cosine threshold with the best F1 on these examples, per label (and their median as the default
+        for labels never seen), or, with `per_label=False`, one default threshold over all (image, label) pairs,
+        for a model's own labels-to-come. Kept and saved with the tagger."""
         items, _ = as_list(images)
         if len(items) != len(labels_per_image):
             raise UsageError(f"{len(items)} images but {len(labels_per_image)} label lists")
@@ -175,6 +180,9 @@ class ZeroShotTagger:
         feats, _, _ = self.encode_images(items)
         cosine = feats @ self.label_embeddings(labels).T  # [M, N]
         truth = torch.tensor([[label in set(row) for label in labels] for row in labels_per_image])
+        if not per_label:
+            self.default_threshold = best_f1_threshold(cosine.flatten(), truth.flatten())
+            return {}
         for j, label in enumerate(labels):
             self.thresholds[label] = best_f1_threshold(cosine[:, j], truth[:, j])
         self.default_threshold = float(torch.tensor(list(self.thresholds.values())).median())
