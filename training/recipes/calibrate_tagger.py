@@ -2,9 +2,10 @@
 
     python training/recipes/calibrate_tagger.py --model assets/builtin/pipeline/clip
 
-One cosine threshold with the best F1 over every (image, label) pair of a sample of the corpora's
-*training* splits (each image's own label against all the others), so that `--multi-label` works out of
-the box; the held-out splits stay untouched for the reported evaluations.
+One cosine threshold with the best F1 over every (image, label) pair of the corpora's held-out splits
+(each image's own label against all the others), so that `--multi-label` works out of the box. The
+training images would bias it upwards (the model has seen them). It does not touch what the reported
+evaluations measure: single-label top-1 does not depend on a threshold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def sample(corpus: Path, per_set: int, seed: int) -> tuple[list, list[list[str]]
 
     images, labels = [], []
     for name in SETS:
-        folder = corpus / name / "train"
+        folder = corpus / name / "eval"
         if not folder.is_dir():
             continue
         rows = [(s.image, (s.meta.get("labels") or [s.caption])[0]) for s in iter_decoded(folder)]
@@ -38,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "assets/builtin/pipeline/clip"), help="model folder")
     parser.add_argument("--corpus", default="data/corpus", help="built corpora (multimodal shards corpus all)")
-    parser.add_argument("--per-set", type=int, default=300, help="training images sampled per corpus")
+    parser.add_argument("--per-set", type=int, default=300, help="held-out images sampled per corpus")
     args = parser.parse_args()
     from multimodal.tagging import ZeroShotTagger
     from multimodal.tagging.tagger import TAGGER_FILE
@@ -47,7 +48,7 @@ def main() -> None:
     images, labels = sample(Path(args.corpus), args.per_set, seed=0)
     tagger.calibrate(images, labels, per_label=False)
     state = {"templates": list(tagger.templates), "thresholds": {}, "default_threshold": tagger.default_threshold,
-             "calibration": f"best F1 over all (image, label) pairs of {len(images)} training images of {SETS}"}
+             "calibration": f"best F1 over all (image, label) pairs of {len(images)} held-out images of {SETS}"}
     (Path(args.model) / TAGGER_FILE).write_text(json.dumps(state, indent=2) + "\n")
     print(f"default cosine threshold {tagger.default_threshold:.4f} from {len(images)} images", file=sys.stderr)
 
