@@ -10,62 +10,23 @@ and are shared by all requests; Gradio's queue bounds the concurrency and the wa
 from __future__ import annotations
 
 import collections
-import functools
-import logging
-import random
+import contextlib
 import shutil
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+import weakref
 from pathlib import Path
 
 import gradio as gr
 import torch
 
-from multimodal.data.images import ImageError, open_image
-from multimodal.errors import UsageError
-
-log = logging.getLogger("multimodal.demo")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_steps: int = 50
-    max_images: int = 8
-    max_prompt_chars: int = 300
-    max_labels: int = 200
-    max_pixels: int = 24_000_000  # refused from the header, before any decoding
-    max_upload: str = "10mb"
-    concurrency: int = 2  # requests computed at once; the rest wait in the queue
-    queue_size: int = 16  # beyond this, new requests are turned away with a message
-
+from multimodal.data.images import open_image
+from multimodal.errors import MissingError, UsageError
+from multimodal_demo.errors import gradio_cache_dir, readable_errors
+from multimodal_demo.inputs import Limits, as_sent, image_input, number, sampling_controls, sampling_settings
 
 LIMITS = Limits()
-
-
-def readable_errors(fn):
-    """Every failure reaches the page as one readable sentence; the app keeps serving."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, ImageError, FileNotFoundError) as e:
-            raise gr.Error(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - logged with its traceback, shown as a message
-            log.exception("request failed")
-            raise gr.Error(f"Something went wrong ({type(e).__name__}): {e}") from None
-
-    return wrapper
-
-
-def clamp(value, low, high, name: str, notes: list[str]):
-    clamped = min(max(value, low), high)
-    if clamped != value:
-        notes.append(f"{name} clamped from {value} to {clamped} (allowed: {low} to {high})")
-    return clamped
 
 
 class Demo:
@@ -88,26 +49,48 @@ class Demo:
         self.examples = examples or []
         self.model_card = model_card or "No model card was found for this model."
         self.outputs_dir = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
-        self._outputs: collections.deque[Path] = collections.deque()
+        self._remove_outputs = weakref.finalize(self, shutil.rmtree, self.outputs_dir, True)  # also at exit
+        self._outputs: collections.deque[tuple[float, Path]] = collections.deque()
+
+    def close(self) -> None:
+        """Delete the demo's temporary outputs. The server does it when it stops; so does the interpreter's exit."""
+        self._remove_outputs()
+
+    def private_dirs(self) -> list[Path | str]:
+        """Server folders that error messages must not show (an uploaded file keeps its name)."""
+        return [gradio_cache_dir(), tempfile.gettempdir(), self.outputs_dir, *(p.parent for p in self.indexes.values()),
+                *(Path(p).parent for p in self.examples)]
+
+    def _open_upload(self, image_path: str):
+        path, kept = Path(image_path), self.limits.cache_seconds
+        if not path.is_file():  # deleted by Gradio's cache cleaning (Limits.cache_seconds)
+            kept_for = f"{kept // 60} minutes" if kept >= 120 else f"{kept} seconds"
+            raise MissingError(f"{path.name}: the upload is no longer on the server (uploads are kept {kept_for}); "
+                               "upload it again")
+        return open_image(path, max_pixels=self.limits.max_pixels, name=path.name)
 
     def _publish(self, items) -> list[str]:
         """Copy images (PIL or files) under fresh unique names and return the paths. Gradio caches each output
         under its content hash and rewrites or copies it there while another request may be downloading it, so
         two users receiving the same bytes (same prompt and seed, same search hit) could get a truncated file;
         unique names never collide."""
+        if not self._remove_outputs.alive:  # served again after close()
+            self._remove_outputs = weakref.finalize(self, shutil.rmtree, self.outputs_dir, True)
         paths = []
         for item in items:
             folder = self.outputs_dir / uuid.uuid4().hex
-            folder.mkdir()
+            folder.mkdir(parents=True)
             if isinstance(item, (str, Path)):  # a file keeps its name, for the page
                 path = Path(shutil.copyfile(item, folder / Path(item).name))
             else:
                 path = folder / "image.png"
                 item.save(path)
-            self._outputs.append(folder)
+            self._outputs.append((time.monotonic(), folder))
             paths.append(str(path))
-        while len(self._outputs) > 8 * self.limits.max_images * self.limits.queue_size:  # bounded disk use
-            shutil.rmtree(self._outputs.popleft(), ignore_errors=True)
+        too_old = time.monotonic() - self.limits.cache_seconds  # Gradio has its own copy by now
+        while self._outputs and (len(self._outputs) > 8 * self.limits.max_images * self.limits.queue_size
+                                 or self._outputs[0][0] < too_old):  # bounded disk use
+            shutil.rmtree(self._outputs.popleft()[1], ignore_errors=True)
         return paths
 
     # --- Tag ------------------------------------------------------------------------------------------
@@ -122,7 +105,7 @@ class Demo:
             raise UsageError("the label list is empty: type labels separated by commas, or pick a label set")
         if len(labels) > self.limits.max_labels:
             raise UsageError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
-        image = open_image(image_path, max_pixels=self.limits.max_pixels)
+        image = self._open_upload(image_path)
         multi = mode.startswith("multi")
         tags = self.tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
         return {label: float(score) for label, score in tags}
@@ -132,19 +115,11 @@ class Demo:
         """A small copy of an upload for the page, made after the pixel limit was checked from the header."""
         if not image_path:
             return None
-        image = open_image(image_path, max_pixels=self.limits.max_pixels)
+        image = self._open_upload(image_path)
         image.thumbnail((256, 256))
         return self._publish([image])[0]
 
     # --- Generate -------------------------------------------------------------------------------------
-    def _settings(self, n, steps, guidance, seed) -> tuple[int, int, float, int, list[str]]:
-        notes: list[str] = []
-        n = clamp(int(n), 1, self.limits.max_images, "number of images", notes)
-        steps = clamp(int(steps), 1, self.limits.max_steps, "steps", notes)
-        guidance = clamp(float(guidance), 0.0, 20.0, "guidance", notes)
-        seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
-        return n, steps, guidance, seed, notes
-
     def _need_pipeline(self):
         if self.pipe is None:
             raise UsageError("this demo was started without a text-to-image pipeline")
@@ -164,7 +139,8 @@ class Demo:
         prompt = (prompt or "").strip()
         if not prompt:
             raise UsageError("the prompt is empty: describe the image you want, e.g. 'a red apple'")
-        n, steps, guidance, seed, notes = self._settings(n, steps, guidance, seed)
+        n, steps, guidance, seed = sampling_settings(self.limits, n, steps, guidance, seed)
+        notes = []
         if len(prompt) > self.limits.max_prompt_chars:
             notes.append(f"prompt cut to {self.limits.max_prompt_chars} characters")
             prompt = prompt[: self.limits.max_prompt_chars]
@@ -179,12 +155,12 @@ class Demo:
         pipe = self._need_pipeline()
         if not image_path:
             raise UsageError("upload an image first")
-        n, steps, guidance, seed, notes = self._settings(n, steps, guidance, seed)
-        image = open_image(image_path, max_pixels=self.limits.max_pixels)
+        n, steps, guidance, seed = sampling_settings(self.limits, n, steps, guidance, seed)
+        image = self._open_upload(image_path)
         images = pipe.image_variations(image, num_images_per_prompt=n, num_inference_steps=steps,
                                        guidance_scale=guidance, generator=torch.Generator().manual_seed(seed),
                                        callback_on_step_end=self._steps_callback(progress, steps)).images
-        return self._publish(images), self._info(seed, steps, guidance, notes)
+        return self._publish(images), self._info(seed, steps, guidance, [])
 
     @staticmethod
     def _info(seed: int, steps: int, guidance: float, notes: list[str]) -> str:
@@ -203,30 +179,17 @@ class Demo:
             raise UsageError("this demo was started without a search index (build one with `multimodal index`)")
         if index_name not in self.indexes:
             raise UsageError(f"pick an index: {', '.join(self.indexes)}")
-        k = clamp(int(k), 1, 24, "number of results", [])
+        k = number(k, "number of results", 1, self.limits.max_results, whole=True)
         hits = search(self.tagger, self.indexes[index_name], (query or "").strip(), top_k=k)
         return list(zip(self._publish([path for path, _ in hits]), [f"{score:.3f}" for _, score in hits]))
 
 
-def image_input(label: str):
-    """An upload field plus a preview drawn by `Demo.preview`. Not `gr.Image`: it opens every upload with
-    Pillow before our code runs, so a bad file would fail inside Gradio with an unreadable message."""
-    upload = gr.File(label=label, file_types=["image"], type="filepath")
-    preview = gr.Image(label="preview", type="filepath", interactive=False, height=220)
-    return upload, preview
-
-
-def sampling_controls(limits: Limits):
-    """Images, steps, guidance and seed inputs; the sliders stop at the limits, so the page cannot ask for more."""
-    return (gr.Slider(1, limits.max_images, value=min(4, limits.max_images), step=1, label="images"),
-            gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps"),
-            gr.Slider(0, 10, value=3, step=0.5, label="guidance scale"),
-            gr.Number(value=-1, precision=0, label="seed (-1 = random)"))
-
-
 def build_app(demo: Demo) -> gr.Blocks:
     limits = demo.limits
-    with gr.Blocks(title="multimodal") as app:
+    # Gradio deletes uploads and its copies of outputs once older than cache_seconds, and all of them at stop
+    delete_cache = (max(1, limits.cache_seconds // 4), limits.cache_seconds)
+    gr.set_static_paths(demo.examples)  # served in place, never copied into that cache (nor deleted with it)
+    with gr.Blocks(title="multimodal", delete_cache=delete_cache) as app:
         gr.Markdown("# multimodal\nZero-shot tagging, text-to-image and search with one small CLIP, on a CPU.")
         with gr.Tab("Tag"):
             with gr.Row():
@@ -272,7 +235,7 @@ def build_app(demo: Demo) -> gr.Blocks:
                 index_name = gr.Dropdown(list(demo.indexes), value=next(iter(demo.indexes), None), label="index",
                                          scale=2)
                 query = gr.Textbox(label="text query", placeholder="an animal", scale=4)
-                k = gr.Slider(1, 24, value=8, step=1, label="results", scale=1)
+                k = as_sent(gr.Slider(1, limits.max_results, value=8, step=1, label="results", scale=1))
             search_button = gr.Button("Search", variant="primary")
             results = gr.Gallery(label="best matches", columns=6)
             search_button.click(demo.search, [index_name, query, k], results, api_name="search")
@@ -297,13 +260,21 @@ def default_demo(model: str = "builtin") -> Demo:
 
 
 def launch(demo: Demo, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Serve `demo`; only the app's own assets and its temporary outputs are ever served as files."""
+    """Serve `demo`; only the app's own assets and its temporary outputs are ever served as files. Stopping the
+    server (`app.close()`, or Ctrl+C when blocking) deletes the uploads and every output, Gradio's and ours."""
     from multimodal.tagging.index import index_root
     from multimodal_assets import ASSETS_DIR
 
     app = build_app(demo)
+
+    @contextlib.asynccontextmanager
+    async def close_demo_on_stop(_server):
+        yield
+        demo.close()
+
     allowed = [str(ASSETS_DIR / "examples"), str(demo.outputs_dir),
                *(str(index_root(path)) for path in demo.indexes.values())]
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
-               max_file_size=demo.limits.max_upload, allowed_paths=allowed, quiet=not block, footer_links=["api"])
+               max_file_size=demo.limits.max_upload, allowed_paths=allowed, quiet=not block, footer_links=["api"],
+               app_kwargs={"lifespan": close_demo_on_stop})
     return app

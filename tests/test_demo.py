@@ -1,6 +1,15 @@
 """The Gradio demo, served for real on a loopback port, driven through gradio_client and a real Chromium."""
 
+import json
+import logging
+import math
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,7 +55,7 @@ def served(tmp_path_factory):
     port = free_port()
     app = launch(demo, port=port, block=False)
     url = f"http://127.0.0.1:{port}/"
-    yield {"url": url, "root": root, "photos": photos, "app": app}
+    yield {"url": url, "root": root, "photos": photos, "app": app, "demo": demo}
     app.close()
 
 
@@ -55,6 +64,47 @@ def client(served):
     from gradio_client import Client
 
     return Client(served["url"], verbose=False)
+
+
+def upload(url: str, files: list[tuple[str, bytes]]) -> list[str]:
+    """Raw uploads to Gradio's upload route, as any HTTP client can send them; returns the server-side paths."""
+    import httpx
+
+    response = httpx.post(f"{url}gradio_api/upload", files=[("files", item) for item in files], timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def raw_call(url: str, api: str, *data) -> tuple[str, object]:
+    """One call through Gradio's plain HTTP API (POST, then read the event stream): ("complete", outputs) or
+    ("error", message). Numbers go out as Python's json writes them, NaN and Infinity included."""
+    import httpx
+
+    body = json.dumps({"data": list(data)})  # httpx's own json= refuses NaN; a raw client may send it
+    event_id = httpx.post(f"{url}gradio_api/call/{api}", content=body, headers={"Content-Type": "application/json"},
+                          timeout=60).json()["event_id"]
+    with httpx.stream("GET", f"{url}gradio_api/call/{api}/{event_id}", timeout=120) as stream:
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event in ("complete", "error"):
+                payload = json.loads(line[len("data: "):])
+                return event, (payload or {}).get("error") if event == "error" else payload
+    raise AssertionError(f"no result from /{api}")
+
+
+def server_file(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def start_demo(served, limits: Limits) -> tuple[Demo, object, str]:
+    """A second, private server on the same tiny models, for tests that stop it."""
+    root = served["root"]
+    demo = Demo(model=str(root / "clip"), pipeline=str(root / "pipe"), limits=limits,
+                examples=[str(served["photos"] / "p5.png")])
+    port = free_port()
+    return demo, launch(demo, port=port, block=False), f"http://127.0.0.1:{port}/"
 
 
 def test_tag_single_label_scores_sum_to_one(client, served):
@@ -104,7 +154,7 @@ def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(client, served,
     for args, api, words in cases:
         with pytest.raises(AppError, match=words):
             client.predict(*args, api_name=api)
-    with pytest.raises(AppError, match="greater than maximum value 8"):  # the sliders' own limits
+    with pytest.raises(AppError, match="steps must be from 1 to 8, got 5000"):  # the sliders' limits, named
         client.predict("a cat", "", 1, 5000, 3.0, 1, api_name="/generate")
     gallery, info = client.predict("a cat " * 80, "", 1, 2, 3.0, 1, api_name="/generate")
     assert len(gallery) == 1 and "prompt cut to 300 characters" in info  # clamped, and the user is told
@@ -146,8 +196,9 @@ def test_load_8_clients_5_requests_each(served):
 
 
 @pytest.mark.browser
-def test_real_browser_tag_and_generate(served):
-    """Chromium (Debian's) driven by Playwright: upload and tag, then generate, with screenshots kept."""
+def test_real_browser_tag_and_generate(served, tmp_path):
+    """Chromium (Debian's) driven by Playwright: upload and tag, generate, then upload a broken file, with
+    screenshots kept."""
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("Chromium is not installed (tests/run.sh installs it with apt-get)")
@@ -182,4 +233,179 @@ def test_real_browser_tag_and_generate(served):
         assert page.locator("#seed-info textarea").input_value().startswith("seed")
         page.screenshot(path=str(ARTIFACTS / "demo-generate.png"), full_page=True)
         assert page.locator("#gallery img").count() >= 1
+
+        broken = tmp_path / "broken photo.png"
+        broken.write_bytes((served["photos"] / "p0.png").read_bytes()[:100])
+        page.get_by_role("tab", name="Variations").click()
+        page.locator("input[type=file]").last.set_input_files(str(broken))
+        toast = page.get_by_text("broken photo.png: corrupt")
+        expect(toast).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(500)  # the message slides in
+        page.screenshot(path=str(ARTIFACTS / "demo-error.png"))
+        assert "/tmp" not in toast.inner_text() and "gradio" not in toast.inner_text()
         browser.close()
+
+
+def test_uploads_are_deleted_once_older_than_the_cache_age(served):
+    """Ten raw uploads (not images, as a script can send them) land in Gradio's upload folder and are gone once
+    older than `Limits.cache_seconds`: the cache is bounded in time, however many files arrive. An expired upload
+    gets a message saying so; the examples never expire."""
+    demo, app, url = start_demo(served, Limits(max_steps=8, max_images=3, cache_seconds=2))
+    try:
+        photo = (served["photos"] / "p1.png").read_bytes()
+        uploaded = upload(url, [(f"blob{i}.bin", os.urandom(1_000_000)) for i in range(9)] + [("p1.png", photo)])
+        assert len(uploaded) == 10 and all(Path(p).is_file() for p in uploaded)
+        deadline = time.monotonic() + 30
+        while any(Path(p).exists() for p in uploaded) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [p for p in uploaded if Path(p).exists()], "uploads outlived the cache age"
+        event, message = raw_call(url, "tag", server_file(uploaded[-1]), "cat", None, "single-label (softmax)")
+        assert (event, message) == ("error", "p1.png: the upload is no longer on the server (uploads are kept "
+                                             "2 seconds); upload it again")
+        event, (example,) = raw_call(url, "load_example", 0)  # what the page asks for when an example is clicked
+        event, tags = raw_call(url, "tag", example["value"], "cat, dog", None, "single-label (softmax)")
+        assert event == "complete" and tags[0]["label"] in ("cat", "dog"), tags
+    finally:
+        app.close()
+
+
+def test_closing_the_app_removes_uploads_cached_outputs_and_the_demo_folder(served):
+    demo, app, url = start_demo(served, Limits(max_steps=8, max_images=3))
+    try:
+        photo = (served["photos"] / "p0.png").read_bytes()
+        uploaded = upload(url, [("blob.bin", os.urandom(1_000_000)), ("p0.png", photo)])
+        event, out = raw_call(url, "generate", "a cat", "", 2, 2, 3.0, 1)
+        assert event == "complete", out
+        cached = [item["image"]["path"] for item in out[0]]  # Gradio's own copies of the outputs
+        files = [*uploaded, *cached]
+        assert all(Path(p).is_file() for p in files) and list(demo.outputs_dir.rglob("*.png"))
+    finally:
+        app.close()
+    assert not [p for p in files if Path(p).exists()], "files left in Gradio's cache after close"
+    assert not demo.outputs_dir.exists(), "the demo's own output folder was left behind"
+    other = Demo(model=str(served["root"] / "clip"), pipeline=None)
+    other.close()  # a Demo that was never served cleans up too
+    assert not other.outputs_dir.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_cli_demo_removes_its_temporary_files(served, tmp_path, sig):
+    """`multimodal demo` in its own process with its own TMPDIR: after Ctrl+C or a SIGTERM (what `kill`,
+    systemd and docker send) no upload, no output and no multimodal-demo-* folder is left."""
+    import httpx
+    from gradio_client import Client
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-c", "import sys; from multimodal.cli import main; sys.exit(main(sys.argv[1:]))",
+           "demo", "--model", str(served["root"] / "clip"), "--pipeline", str(served["root"] / "pipe"),
+           "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[0]
+        uploaded = upload(url, [("blob.bin", os.urandom(1_000_000))])
+        assert Path(uploaded[0]).is_relative_to(tmp)
+        Client(url, verbose=False).predict("a cat", "", 1, 2, 3.0, 1, api_name="/generate")
+        assert list(tmp.glob("multimodal-demo-*/*/*.png"))
+        proc.send_signal(sig)
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, log
+    assert not list(tmp.glob("multimodal-demo-*")), log
+    left = [p for p in (tmp / "gradio").rglob("*") if p.is_file() and p.stat().st_size]
+    assert not left, left  # (Gradio leaves one empty temporary file of its own there)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_in_every_numeric_input(served, bad):
+    """NaN and ±inf, sent through the plain HTTP API, get a readable error naming the input, never an image."""
+    image = server_file(upload(served["url"], [("p2.png", (served["photos"] / "p2.png").read_bytes())])[0])
+    cases = {
+        "generate": [(("a cat", "", bad, 2, 3.0, 1), "number of images"), (("a cat", "", 1, bad, 3.0, 1), "steps"),
+                     (("a cat", "", 1, 2, bad, 1), "guidance scale"), (("a cat", "", 1, 2, 3.0, bad), "seed")],
+        "variations": [((image, bad, 2, 2.0, 1), "number of images"), ((image, 1, bad, 2.0, 1), "steps"),
+                       ((image, 1, 2, bad, 1), "guidance scale"), ((image, 1, 2, 2.0, bad), "seed")],
+        "search": [(("photos", "a picture", bad), "number of results")],
+    }
+    for api, calls in cases.items():
+        for args, name in calls:
+            event, message = raw_call(served["url"], api, *args)
+            assert event == "error" and message is not None, (api, name, message)
+            assert re.fullmatch(rf"{name} must be a finite number, got -?(nan|inf)", message), (api, name, message)
+
+
+def test_out_of_range_numbers_are_refused_naming_the_input_and_the_limit(client):
+    """A careful caller asking for 99 images wants to be told the limit, not to get 3 images without asking."""
+    from gradio_client.exceptions import AppError
+
+    for args, words in [((99, 2, 3.0, 1), "number of images must be from 1 to 3, got 99"),
+                        ((0, 2, 3.0, 1), "number of images must be from 1 to 3, got 0"),
+                        ((1, 2, 10.5, 1), "guidance scale must be from 0 to 10, got 10.5"),
+                        ((1, 2.5, 3.0, 1), "steps must be a whole number, got 2.5"),
+                        ((1, 2, 3.0, -7), "seed must be from -1 .*, got -7")]:
+        with pytest.raises(AppError, match=words):
+            client.predict("a cat", "", *args, api_name="/generate")
+    with pytest.raises(AppError, match="number of results must be from 1 to 24, got 99"):
+        client.predict("photos", "a picture", 99, api_name="/search")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    web_demo = readme.split("## Web demo", 1)[1].split("\n## ", 1)[0]
+    assert "clamp" not in web_demo and "refused" in web_demo  # the README says what the demo does
+
+
+def test_expected_errors_log_one_line_and_unexpected_ones_a_traceback(client, served, tmp_path, caplog, capfd,
+                                                                      monkeypatch):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes((served["photos"] / "p0.png").read_bytes()[:100])
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="multimodal.demo"), pytest.raises(AppError, match="corrupt"):
+        client.predict(handle_file(str(corrupt)), "cat", None, "single-label (softmax)", api_name="/tag")
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err, printed.err
+    lines = [r for r in caplog.records if r.name == "multimodal.demo"]
+    assert len(lines) == 1 and lines[0].exc_info is None and "corrupt.png" in lines[0].getMessage()
+    assert "\n" not in lines[0].getMessage()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug in the tagger")
+
+    monkeypatch.setattr(served["demo"].tagger, "tag", broken)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="multimodal.demo"), \
+            pytest.raises(AppError, match=r"Something went wrong \(RuntimeError\): simulated bug"):
+        client.predict(handle_file(str(served["photos"] / "p0.png")), "cat", None, "single-label (softmax)",
+                       api_name="/tag")
+    lines = [r for r in caplog.records if r.name == "multimodal.demo"]
+    assert len(lines) == 1 and lines[0].exc_info is not None  # logged with its traceback
+    assert "simulated bug in the tagger" in logging.Formatter().format(lines[0])
+
+
+def test_error_messages_name_the_file_not_the_server_path(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    for name, data in [("holiday photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), ("notes.png", b"just text")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(AppError) as caught:
+            client.predict(handle_file(str(tmp_path / name)), "cat", None, "single-label (softmax)", api_name="/tag")
+        message = str(caught.value)
+        assert message.startswith(f"{name}: "), message
+        assert tempfile.gettempdir() not in message and "gradio" not in message, message
+        assert not re.search(r"[0-9a-f]{32}", message), message  # no cache hash either

@@ -7,11 +7,14 @@
 
 A standard diffusers pipeline: `save_pretrained` writes model_index.json and one folder per component,
 and any diffusers scheduler can be swapped in (`pipe.scheduler = UniPCMultistepScheduler.from_config(...)`).
+Saved folders also load with plain diffusers, `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`
+(see folder_code.py).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
+from multimodal.generation import folder_code
 from multimodal.generation.components import EmbeddingPrior
 from multimodal.models import CLIPModel
 
@@ -61,6 +65,19 @@ class TextToImagePipeline(DiffusionPipeline):
         kwargs.setdefault("dtype", torch.float32)  # weights may be stored as float16 to halve the download
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """diffusers' reader of model_index.json; the folder's own code file is not needed to build this class."""
+        out = super().load_config(*args, **kwargs)
+        folder_code.own_class_name(out[0] if isinstance(out, tuple) else out)
+        return out
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """diffusers' folder (model_index.json, one folder per component) plus the file that lets plain diffusers
+        load it: `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)`."""
+        super().save_pretrained(save_directory, **kwargs)
+        folder_code.make_loadable_by_diffusers(save_directory)
+
     # --- conditioning ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def embed_prompts(self, prompts: list[str]) -> torch.Tensor:
@@ -76,8 +93,8 @@ class TextToImagePipeline(DiffusionPipeline):
     def _check(self, steps: int, guidance_scale: float, num_images: int, height: int, width: int) -> None:
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise UsageError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-        if guidance_scale < 0:
-            raise UsageError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+        if not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise UsageError(f"guidance_scale must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
         if not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
             raise UsageError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
         lo, hi = SIZE_RANGE
