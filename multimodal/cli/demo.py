@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--index", action="append", default=[], metavar="NAME=DIR",
                    help="an extra search index built with `multimodal index` (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.set_defaults(func=run)
 
 
