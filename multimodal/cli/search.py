@@ -8,10 +8,13 @@ import sys
 from multimodal.cli import add_subcommand, positive_int
 
 INDEX_HELP = """\
-Embed every image under DIR (recursively) with the CLIP image tower and store the embeddings as a
-plain .npy matrix beside a manifest.json of the files. `multimodal search` is then one exact matrix
-product per query (about 40 ms for a million images on 2 CPU cores): fine up to about a million
-images; past that, load the same .npy into an approximate index such as faiss."""
+Embed every image under DIR (recursively) with the CLIP image tower and store the embeddings beside a
+manifest.json of the files, in one of two backends:
+  exact   a plain .npy matrix; each search is one exact matrix product (measured on 2 busy CPU
+          cores: 32 ms per query for 100k images, 200 ms for a million)
+  faiss   a FAISS IVF index: 8 ms per query for a million images, recall@10 0.97 (4 min to build)
+  auto    exact below 100,000 images, faiss from there (the default)
+`multimodal search` reads either: the manifest says which."""
 
 SEARCH_HELP = """\
 The images of an index that best match a text query, best first, with their cosine similarity:
@@ -21,9 +24,11 @@ The images of an index that best match a text query, best first, with their cosi
 def register(sub) -> None:
     p = add_subcommand(sub, "index", "embed a folder of images for text search", INDEX_HELP)
     p.add_argument("directory", metavar="DIR", help="folder of images, walked recursively")
-    p.add_argument("--out", required=True, metavar="INDEX", help="output folder for embeddings.npy + manifest.json")
+    p.add_argument("--out", required=True, metavar="INDEX", help="output folder for the index and manifest.json")
     p.add_argument("--model", default="builtin", help="'builtin', a saved model folder, or an open_clip ARCH:TAG")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    p.add_argument("--backend", choices=["exact", "faiss", "auto"], default="auto",
+                   help="exact search, a FAISS IVF index, or auto: exact below 100,000 images (default)")
     p.set_defaults(func=run_index)
 
     s = add_subcommand(sub, "search", "find the images of an index that best match a text query", SEARCH_HELP)
@@ -40,8 +45,9 @@ def run_index(args) -> int:
     from multimodal.tagging.index import build_index
 
     tagger = ZeroShotTagger.from_pretrained(args.model, batch_size=args.batch_size)
-    manifest = build_index(tagger, args.directory, args.out, model_name=args.model, progress=sys.stderr.isatty())
-    print(f"indexed {len(manifest['files'])} images into {args.out}", file=sys.stderr)
+    manifest = build_index(tagger, args.directory, args.out, model_name=args.model, backend=args.backend,
+                           progress=sys.stderr.isatty())
+    print(f"indexed {len(manifest['files'])} images into {args.out} ({manifest['backend']} search)", file=sys.stderr)
     for skipped in manifest["skipped"]:
         print(f"multimodal index: skipped {skipped['message']}", file=sys.stderr)
     return 1 if manifest["skipped"] else 0
@@ -49,9 +55,9 @@ def run_index(args) -> int:
 
 def run_search(args) -> int:
     from multimodal.tagging import ZeroShotTagger
-    from multimodal.tagging.index import load_index, search
+    from multimodal.tagging.index import read_manifest, search
 
-    _, manifest = load_index(args.index)
+    manifest = read_manifest(args.index)
     tagger = ZeroShotTagger.from_pretrained(args.model or manifest["model"])
     hits = search(tagger, args.index, args.query, args.top_k)
     if args.format == "json":

@@ -194,14 +194,10 @@ class ShardDataset(IterableDataset):
             out["meta"] = raw.meta
         return out
 
-    @staticmethod
-    def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(images) if images else torch.empty(0)
-
     def collate(self, batch: list[dict], worker: int, consumed: int, skipped: Counter) -> dict:
         captions = [s["caption"] for s in batch]
         out = {
-            "image": self.stack_images([s["image"] for s in batch]),
+            "image": torch.stack([s["image"] for s in batch]) if batch else torch.empty(0),
             "caption": captions,
             "key": [s["key"] for s in batch],
             "_worker": worker,

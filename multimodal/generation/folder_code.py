@@ -15,12 +15,16 @@ also imports the components' modules; diffusers resolves a component named by a 
 already imported (`_get_library_or_raise`), and the pipeline class is always resolved before the components.
 
 `TextToImagePipeline.from_pretrained` never runs the folder's file: it reads the pair as its own class name.
+A folder saved before multimodal wrote the file gets it, weights untouched, with
+
+    python -m multimodal.generation.folder_code FOLDER
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 MODULE = "multimodal_pipeline"
@@ -74,3 +78,9 @@ def own_class_name(config: dict) -> dict:
     if list(config.get("_class_name") or []) == [MODULE, CLASS_NAME]:
         config["_class_name"] = CLASS_NAME
     return config
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(f"{make_loadable_by_diffusers(arg)} now loads with DiffusionPipeline.from_pretrained(..., "
+              "trust_remote_code=True)")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from multimodal.errors import UsageError
+from multimodal.generation.folder_code import make_loadable_by_diffusers
 
 LEGACY_CLIP = ["multimodal.generation.components", "CLIPEncoder"]
 CLIP = ["multimodal.models.clip", "CLIPModel"]
@@ -41,7 +42,7 @@ def upgrade_pipeline_folder(folder: str | Path) -> Path:
     tmp = folder / ".model_index.json.tmp"
     tmp.write_text(json.dumps(index, indent=2) + "\n")
     os.replace(tmp, folder / "model_index.json")
-    return folder
+    return make_loadable_by_diffusers(folder)
 
 
 if __name__ == "__main__":
