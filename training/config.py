@@ -72,6 +72,10 @@ SAMPLE_PROMPTS = ["a red apple", "a smiling face", "a blue car", "a green tree",
 class DecoderSection:
     clip: str = "builtin"  # the frozen CLIP whose embeddings condition the decoder
     config: str = "unet-64px"  # decoder architecture: a name in model_configs/decoder/ or a JSON file
+    condition: str = "image"  # what conditions the decoder: image (CLIP image embedding) | text (GLIDE-style)
+    snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023), e.g. 5; 0 = plain MSE
+    eval_data: str = ""  # held-out shards: condition sensitivity and reconstruction re-tag at every eval
+    eval_images: int = 64  # held-out images those diagnostics use
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
     ema_decay: float = 0.999
@@ -203,12 +207,14 @@ def recipe_path(name_or_path: str) -> Path:
     raise MissingError(f"no recipe file {name_or_path!r} and no recipe of that name; recipes: {available}")
 
 
-CHOICES = {"loss": ("clip", "siglip"), "precision": ("bf16", "fp32"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"loss": ("clip", "siglip"), "precision": ("bf16", "fp32"), "device": ("auto", "cpu", "cuda"),
+           "decoder.condition": ("image", "text")}
 AT_LEAST_ONE = ("steps", "log_every", "checkpoint_every", "data.batch_size", "optim.accum_steps", "eval.batch_size",
                 "decoder.sample_steps", "prior.layers", "prior.hidden", "prior.cache_image_size")
 NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.image_size", "data.num_workers",
                 "data.shuffle_buffer", "data.imagenet_pairs", "optim.weight_decay", "optim.warmup_steps",
-                "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale")
+                "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale", "decoder.snr_gamma",
+                "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
 UNIT_INTERVAL = ("data.caption_template_p", "decoder.cond_drop", "decoder.ema_decay")
 

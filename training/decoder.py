@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from multimodal.errors import UsageError
 from multimodal_train.config import DecoderSection, TrainConfig
@@ -63,12 +62,10 @@ def pipeline(clip, section: DecoderSection, unet, noise_scheduler, device):
     """The text-to-image pipeline of this decoder (an identity prior when none is trained yet)."""
     from multimodal.generation import EmbeddingPrior, TextToImagePipeline, sampling_scheduler
 
-    if section.prior:
+    if section.condition == "text" or not section.prior:  # the text embedding itself (GLIDE-style)
+        prior = EmbeddingPrior.identity(clip.embed_dim)
+    else:
         prior = EmbeddingPrior.from_pretrained(section.prior)
-    else:  # no prior yet: an identity prior (the text embedding itself) for the sample grids
-        prior = EmbeddingPrior(clip.embed_dim, 8, 0)
-        nn.init.zeros_(prior.out[1].weight)
-        nn.init.zeros_(prior.out[1].bias)
     pipe = TextToImagePipeline(clip, prior, unet, sampling_scheduler(noise_scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -86,6 +83,29 @@ def save_grid(pipe, section: DecoderSection, path: Path, seed: int = 0) -> Path:
     return path
 
 
+def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_scheduler, path: Path) -> dict:
+    """Condition sensitivity per timestep and reconstruction re-tag on held-out cache rows; saves real-vs-decoded."""
+    from PIL import Image
+
+    from multimodal.evaluation.generation import condition_sensitivity, reconstruction_metrics
+    from multimodal.generation.grid import captioned_grid
+
+    n = len(heldout["images"])
+    pick = np.sort(np.random.default_rng(0).choice(n, min(section.eval_images, n), replace=False))
+    pixels = torch.from_numpy(heldout["images"][pick]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    cond = torch.from_numpy(heldout[f"{section.condition}_emb"][pick]).float()
+    cond = cond[:, 0] if cond.ndim == 3 else cond  # text: the bare caption
+    metrics = condition_sensitivity(pipe.decoder, noise_scheduler, pixels, cond, pipe.decoder_inputs)
+    captions = [str(c) for c in heldout["captions"]]
+    real = [Image.fromarray(a) for a in heldout["images"][pick]]  # at the decoder's size: the fair ceiling
+    recon, images = reconstruction_metrics(pipe, clip, real, [captions[i] for i in pick], captions, cond,
+                                           steps=section.sample_steps, guidance_scale=section.guidance_scale)
+    pairs = [im for pair in zip(real[:16], images[:16]) for im in pair]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    captioned_grid(pairs, [t for i in pick[:16] for t in (captions[i], "decoded")], cols=8).save(path)
+    return {**metrics, **recon}
+
+
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
     from multimodal.generation import create_decoder
@@ -99,18 +119,29 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
-                              "cond": torch.from_numpy(cache["image_emb"]).float()},  # [N, D]
+                              "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float()},  # [N, (T,) D]
                              cfg.data.batch_size, cfg.seed, info)
+        heldout = load_cache(clip, section.eval_data, section.cache_dir, cfg.run_dir, "eval",
+                             unet.config.sample_size) if section.eval_data else None
         objective = DiffusionObjective(unet, wrap_ddp(unet, info), noise_scheduler, section.cond_drop,
-                                       section.ema_decay, functools.partial(autocast, info.device, cfg.precision))
+                                       section.ema_decay, functools.partial(autocast, info.device, cfg.precision),
+                                       section.snr_gamma)
         run_dir = Path(cfg.run_dir)
+
+        def evaluate() -> dict:
+            if heldout is None:
+                return {}
+            pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
+            path = run_dir / "samples" / f"reconstruction-{loop.step:08d}.png"
+            return diagnostics(pipe, clip, heldout, section, noise_scheduler, path)
 
         def on_log(step: int) -> None:
             if section.sample_every and step % section.sample_every == 0:
                 pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
                 save_grid(pipe, section, run_dir / "samples" / f"step-{step:08d}.png")
 
-        metrics = TrainLoop(unet, objective, data, cfg, on_log=on_log).run(resume)
+        loop = TrainLoop(unet, objective, data, cfg, evaluate=evaluate, on_log=on_log)
+        metrics = loop.run(resume)
         if info.is_main:
             final, ema = run_dir / "final", objective.ema_unet()
             ema.save_pretrained(final / "decoder")

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multimodal.errors import UsageError
+from multimodal.generation import decoder_condition
 
 
 class Objective:
@@ -110,21 +111,25 @@ class ContrastiveObjective(Objective):
 
 
 class DiffusionObjective(Objective):
-    """Batches `{"images": uint8 [B,S,S,3], "cond": [B,D]}`; the condition is dropped (zeroed) for a share of
-    samples so that the same network also predicts unconditionally (classifier-free guidance)."""
+    """Batches `{"images": uint8 [B,S,S,3], "cond": [B,D] or [B,T,D] (T caption templates: one drawn per sample)}`;
+    the condition is dropped (zeroed) for a share of samples so that the same network also predicts
+    unconditionally (classifier-free guidance). `snr_gamma` > 0 weights the loss by min-SNR-gamma."""
 
     def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
-                 autocast: Callable):
+                 autocast: Callable, snr_gamma: float = 0.0):
         from diffusers.training_utils import EMAModel
 
         self.unet, self.forward, self.noise_scheduler = unet, forward, noise_scheduler
-        self.cond_drop, self.autocast = cond_drop, autocast
+        self.cond_drop, self.autocast, self.snr_gamma = cond_drop, autocast, snr_gamma
         self.ema = EMAModel(unet.parameters(), decay=ema_decay)
 
     def __call__(self, batch: dict) -> torch.Tensor:
         device = self.unet.device
         x0 = batch["images"].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # [B, 3, S, S] in [-1, 1]
-        cond = batch["cond"].to(device)
+        cond = batch["cond"]
+        if cond.ndim == 3:  # text embeddings under T caption templates: one at random per sample
+            cond = cond[torch.arange(len(cond)), torch.randint(0, cond.shape[1], (len(cond),))]
+        cond = cond.to(device)
         keep = (torch.rand(len(x0), 1, device=device) >= self.cond_drop).float()
         cond = cond * keep  # the null condition is the zero vector
         noise = torch.randn_like(x0)
@@ -133,8 +138,19 @@ class DiffusionObjective(Objective):
         target = noise if self.noise_scheduler.config.prediction_type == "epsilon" \
             else self.noise_scheduler.get_velocity(x0, noise, t)
         with self.autocast():
-            pred = self.forward(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
-        return F.mse_loss(pred.float(), target)
+            pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
+        loss = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]
+        return (loss * self.loss_weights(t)).mean()
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """[B] per-sample weights: ones, or min-SNR-gamma's min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v)."""
+        if not self.snr_gamma:
+            return torch.ones(len(t), device=t.device)
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(self.noise_scheduler, t)
+        clipped = snr.clamp(max=self.snr_gamma)
+        return clipped / (snr + 1) if self.noise_scheduler.config.prediction_type == "v_prediction" else clipped / snr
 
     def after_step(self) -> None:
         self.ema.step(self.unet.parameters())

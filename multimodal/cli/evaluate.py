@@ -36,6 +36,14 @@ def register(sub) -> None:
     g.add_argument("--guidance", default="3.0", help="comma-separated guidance scales, e.g. 1.5,3")
     g.add_argument("--judge", default=None, help="CLIP that scores the images (default: the pipeline's own)")
     g.add_argument("--grid-dir", default=None, help="save a PNG grid of the generated images per setting here")
+    g.add_argument("--no-text", action="store_true", help="skip the text->image metrics (prior + decoder)")
+    g.add_argument("--no-prior", action="store_true",
+                   help="condition the decoder on the CLIP text embedding itself instead of the prior's output")
+    g.add_argument("--reconstruction", action="store_true",
+                   help="also re-tag decoded held-out images: image -> CLIP image embedding -> decoder -> judge, each "
+                        "image's own caption among all captions of the set (isolates the decoder from the prior)")
+    g.add_argument("--sensitivity", action="store_true",
+                   help="also the decoder's condition sensitivity ||eps(c) - eps(null)|| / ||eps(c)|| per timestep")
     p.set_defaults(func=run)
 
 
@@ -80,35 +88,54 @@ def format_table(results: dict) -> str:
 
 
 def run_generation(args) -> int:
-    from multimodal.evaluation.generation import generation_metrics, pick_prompts
-    from multimodal.generation import TextToImagePipeline
-    from multimodal.generation.grid import captioned_grid
+    from multimodal.evaluation.generation import decoder_diagnostics
+    from multimodal.generation import EmbeddingPrior, TextToImagePipeline
     from multimodal.models import from_pretrained
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if args.no_prior:
+        pipe.prior = EmbeddingPrior.identity(pipe.clip.embed_dim)
     judge = from_pretrained(args.judge) if args.judge else pipe.clip
-    rows = []
+    settings = [(int(s), float(g)) for s in args.steps.split(",") for g in args.guidance.split(",")]
+    rows, diagnostics = [], []
     for name, spec in parse_sets(args.data).items():
-        prompts, real = pick_prompts(spec, args.num_prompts)
-        for steps in [int(s) for s in args.steps.split(",")]:
-            for guidance in [float(g) for g in args.guidance.split(",")]:
-                metrics, images = generation_metrics(pipe, judge, prompts, real, steps=steps, guidance_scale=guidance)
-                rows.append({"set": name, **metrics})
-                print(f"{name} steps={steps} guidance={guidance}: " + ", ".join(
-                    f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and k != "guidance_scale"),
-                    file=sys.stderr)
-                if args.grid_dir:
-                    Path(args.grid_dir).mkdir(parents=True, exist_ok=True)
-                    captioned_grid(images[:32], prompts[:32], cols=8).save(
-                        Path(args.grid_dir) / f"{name}-steps{steps}-g{guidance}.png")
-    print(format_rows(rows))
+        if args.reconstruction or args.sensitivity:
+            diagnostics += [{"set": name, **row} for row in decoder_diagnostics(
+                pipe, judge, spec, num_images=args.num_prompts, settings=settings,
+                sensitivity=args.sensitivity, reconstruction=args.reconstruction)]
+        if not args.no_text:
+            rows += text_to_image_rows(pipe, judge, name, spec, settings, args)
+    print(format_rows(rows) if rows else "")
+    for row in diagnostics:
+        print(f"{row['set']}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
     if args.out:
-        payload = {"model": args.model, "judge": args.judge or "the pipeline's CLIP", "task": "generation",
+        payload = {"model": args.model, "prior": "identity (the text embedding)" if args.no_prior else "the pipeline's",
+                   "judge": args.judge or "the pipeline's CLIP", "task": "generation",
                    "feature_space": "CLIP image embeddings of the judge (not Inception: FID is not available "
-                                    "offline)", "results": rows}
+                                    "offline)", "results": rows, "decoder_diagnostics": diagnostics}
         Path(args.out).write_text(json.dumps(payload, indent=2))
     return 0
+
+
+def text_to_image_rows(pipe, judge, name: str, spec: str, settings, args) -> list[dict]:
+    """The text->image metrics (prior + decoder) for each (steps, guidance), with optional grids."""
+    from multimodal.evaluation.generation import generation_metrics, pick_prompts
+    from multimodal.generation.grid import captioned_grid
+
+    prompts, real = pick_prompts(spec, args.num_prompts)
+    rows = []
+    for steps, guidance in settings:
+        metrics, images = generation_metrics(pipe, judge, prompts, real, steps=steps, guidance_scale=guidance)
+        rows.append({"set": name, **metrics})
+        print(f"{name} steps={steps} guidance={guidance}: " + ", ".join(
+            f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and k != "guidance_scale"),
+            file=sys.stderr)
+        if args.grid_dir:
+            Path(args.grid_dir).mkdir(parents=True, exist_ok=True)
+            captioned_grid(images[:32], prompts[:32], cols=8).save(
+                Path(args.grid_dir) / f"{name}-steps{steps}-g{guidance}.png")
+    return rows
 
 
 def format_rows(rows: list[dict]) -> str:

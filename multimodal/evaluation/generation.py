@@ -67,3 +67,100 @@ def generation_metrics(pipe, judge, prompts: Sequence[str], real_images: Sequenc
                                                   real_feats.numpy().astype(np.float64)),
     }
     return metrics, generated
+
+
+SENSITIVITY_TIMESTEPS = (100, 300, 500, 700, 900)  # the centres of five equal timestep buckets
+
+
+@torch.inference_mode()
+def condition_sensitivity(decoder, scheduler, images: torch.Tensor, cond: torch.Tensor, condition_kwargs,
+                          timesteps: Sequence[int] = SENSITIVITY_TIMESTEPS, seed: int = 0,
+                          batch_size: int = 64) -> dict:
+    """How much the decoder uses its condition: ||eps(x_t, c) - eps(x_t, null)|| / ||eps(x_t, c)||, the mean over
+    images, per timestep. images [N, 3, S, S] in [-1, 1], cond [N, D]; `scheduler` is the training scheduler and
+    `condition_kwargs(decoder, cond)` the decoder's forward arguments for a condition (generation's
+    `decoder_condition`). v-prediction outputs are turned into noise predictions first, so objectives compare on
+    one scale."""
+    decoder.eval()
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    alpha_bar = scheduler.alphas_cumprod
+    out = {}
+    for t in timesteps:
+        ratios = []
+        for i in range(0, len(images), batch_size):
+            x0, c, n = images[i:i + batch_size], cond[i:i + batch_size], noise[i:i + batch_size]
+            tt = torch.full((len(x0),), int(t), dtype=torch.long)
+            xt = scheduler.add_noise(x0, n, tt)
+            preds = [decoder(xt, tt, **condition_kwargs(decoder, cc)).sample.float()
+                     for cc in (c, torch.zeros_like(c))]
+            if scheduler.config.prediction_type == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
+                preds = [alpha_bar[t].sqrt() * p + (1 - alpha_bar[t]).sqrt() * xt for p in preds]
+            cond_pred, null_pred = (p.flatten(1) for p in preds)
+            ratios.append((cond_pred - null_pred).norm(dim=1) / cond_pred.norm(dim=1))
+        out[f"sensitivity_t{t}"] = torch.cat(ratios).mean().item()
+    return out
+
+
+@torch.inference_mode()
+def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str], candidates: Sequence[str] = (),
+                           cond: torch.Tensor | None = None, *, steps: int = 20, guidance_scale: float = 3.0,
+                           seed: int = 0, batch_size: int = 16) -> tuple[dict, list]:
+    """Reconstruction re-tag, which isolates the decoder from the prior: held-out images -> their CLIP image
+    embedding (`cond` [N, D], or computed here by the pipeline's CLIP) -> the decoder -> the judge picks each
+    image's own caption (`captions`, one per image) among all distinct `candidates` (every caption of the split;
+    default: `captions`). Reported beside the same for the real images."""
+    labels = list(dict.fromkeys([*candidates, *captions]))
+    targets = torch.tensor([labels.index(c) for c in captions])
+    cond = pipe.clip.embed_images(list(images)) if cond is None else cond
+    size = pipe.decoder.config.sample_size
+    generated = []
+    for i in range(0, len(images), batch_size):
+        c = cond[i:i + batch_size].to(pipe.device)
+        x = pipe.sample(c, torch.zeros_like(c), steps, guidance_scale, torch.Generator().manual_seed(seed + i),
+                        size, size)
+        generated += pipe.image_processor.postprocess(x * 2 - 1, output_type="pil")
+    text = judge.embed_texts(labels).cpu()  # [L, D]
+    gen_feats, real_feats = judge.embed_images(generated).cpu(), judge.embed_images(list(images)).cpu()
+    metrics = {
+        "recon_retag_accuracy": ((gen_feats @ text.T).argmax(1) == targets).float().mean().item(),
+        "recon_retag_accuracy_real": ((real_feats @ text.T).argmax(1) == targets).float().mean().item(),
+        "recon_clip_image_cosine": F.cosine_similarity(gen_feats, real_feats).mean().item(),
+        "num_images": len(images), "num_captions": len(labels),
+    }
+    return metrics, generated
+
+
+def heldout_images(data, limit: int, seed: int = 0) -> tuple[list[str], list, list[str]]:
+    """(captions, images) of up to `limit` held-out samples chosen by a fixed seed, and every caption of the set."""
+    from multimodal.data.samples import iter_decoded
+
+    samples = [(s.caption, s.image) for s in iter_decoded(data)]
+    pick = np.sort(np.random.default_rng(seed).choice(len(samples), min(limit, len(samples)), replace=False))
+    return [samples[i][0] for i in pick], [samples[i][1] for i in pick], [c for c, _ in samples]
+
+
+def fit_pixels(images: Sequence, size: int) -> torch.Tensor:
+    """PIL images -> [N, 3, size, size] in [-1, 1], fitted on white as the decoder's training images are."""
+    from PIL import ImageOps
+
+    arrays = [np.asarray(ImageOps.pad(im.convert("RGB"), (size, size), color="white")) for im in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def decoder_diagnostics(pipe, judge, data, *, num_images: int, settings: Sequence[tuple[int, float]],
+                        sensitivity: bool = True, reconstruction: bool = True) -> list[dict]:
+    """Condition sensitivity per timestep, and reconstruction re-tag for each (steps, guidance), on held-out data."""
+    from diffusers import DDPMScheduler
+
+    captions, images, every_caption = heldout_images(data, num_images)
+    cond = pipe.clip.embed_images(images)
+    rows = []
+    if sensitivity:
+        train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        pixels = fit_pixels(images, pipe.decoder.config.sample_size)
+        rows.append(condition_sensitivity(pipe.decoder, train_scheduler, pixels, cond.cpu(), pipe.decoder_inputs))
+    for steps, guidance in settings if reconstruction else ():
+        metrics, _ = reconstruction_metrics(pipe, judge, images, captions, every_caption, cond, steps=steps,
+                                            guidance_scale=guidance)
+        rows.append({"steps": steps, "guidance_scale": guidance, **metrics})
+    return rows

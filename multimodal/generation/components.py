@@ -32,6 +32,14 @@ class EmbeddingPrior(ModelMixin, ConfigMixin):
                                                   nn.GELU(), nn.Dropout(dropout)) for _ in range(num_layers))
         self.out = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, embed_dim))
 
+    @classmethod
+    def identity(cls, embed_dim: int) -> EmbeddingPrior:
+        """A prior that returns the text embedding itself (its residual branch zeroed): GLIDE-style conditioning."""
+        prior = cls(embed_dim, 8, 0)
+        nn.init.zeros_(prior.out[1].weight)
+        nn.init.zeros_(prior.out[1].bias)
+        return prior
+
     def forward(self, text_embeds: torch.Tensor) -> torch.Tensor:
         h = self.inp(text_embeds)  # [B, H]
         for block in self.blocks:
@@ -50,11 +58,27 @@ def decoder_config(name_or_path: str) -> dict:
 
 
 def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionModel, DDPMScheduler]:
-    """The denoiser (diffusers UNet2DConditionModel) and its training scheduler, conditioned on [B, embed_dim]."""
+    """The denoiser (diffusers UNet2DConditionModel) and its training scheduler, conditioned on [B, embed_dim].
+
+    How the embedding enters is the UNet's own config: `class_embed_type: "projection"` (a linear added to the
+    timestep embedding), or Kandinsky 2.2's `addition_embed_type: "image"` (linear -> LayerNorm, added to it) with
+    `encoder_hid_dim_type: "image_proj"` (LayerNormed context tokens for CrossAttn blocks). The JSON's
+    `condition_scale` multiplies the unit-norm embedding before it enters; it is stored in the UNet's config."""
     config = decoder_config(name_or_path)
-    unet = UNet2DConditionModel(**config["unet"], projection_class_embeddings_input_dim=embed_dim,
-                                cross_attention_dim=embed_dim)
+    unet_config = {"cross_attention_dim": embed_dim, **config["unet"]}
+    if unet_config.get("encoder_hid_dim_type"):
+        unet_config["encoder_hid_dim"] = embed_dim
+    unet = UNet2DConditionModel(**unet_config, projection_class_embeddings_input_dim=embed_dim)
+    unet.register_to_config(condition_scale=float(config.get("condition_scale", 1.0)))
     return unet, DDPMScheduler(**config["scheduler"])
+
+
+def decoder_condition(decoder: UNet2DConditionModel, cond: torch.Tensor) -> dict:
+    """[B, D] CLIP embeddings (zeros = the null condition) -> the keyword arguments of the decoder's forward."""
+    cond = cond.to(decoder.dtype) * decoder.config.get("condition_scale", 1.0)
+    if decoder.config.class_embed_type is not None:
+        return {"encoder_hidden_states": None, "class_labels": cond}
+    return {"encoder_hidden_states": None, "added_cond_kwargs": {"image_embeds": cond}}
 
 
 def sampling_scheduler(train_config) -> DPMSolverMultistepScheduler:

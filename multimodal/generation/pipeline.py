@@ -28,7 +28,7 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
-from multimodal.generation.components import EmbeddingPrior
+from multimodal.generation.components import EmbeddingPrior, decoder_condition
 from multimodal.models import CLIPModel
 
 MAX_STEPS = 1000
@@ -85,6 +85,11 @@ class TextToImagePipeline(DiffusionPipeline):
         self.eval_mode()
         return self.prior(self.clip.embed_texts(prompts).to(self.device, self.prior.dtype))
 
+    @staticmethod
+    def decoder_inputs(decoder, cond: torch.Tensor) -> dict:
+        """The decoder's forward arguments for [B, D] conditions (zeros = null): see `decoder_condition`."""
+        return decoder_condition(decoder, cond)
+
     def eval_mode(self) -> None:
         """Dropout off and frozen statistics, whatever mode the modules were handed over in."""
         for module in (self.clip, self.prior, self.decoder):
@@ -130,7 +135,7 @@ class TextToImagePipeline(DiffusionPipeline):
         labels = torch.cat([uncond, cond]) if guided else cond
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
-            eps = self.decoder(inp, t, encoder_hidden_states=None, class_labels=labels.to(dtype)).sample
+            eps = self.decoder(inp, t, **decoder_condition(self.decoder, labels)).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)

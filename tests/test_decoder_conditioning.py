@@ -1,0 +1,85 @@
+"""The decoder's conditioning path on a tiny real UNet: the condition must decide the image."""
+
+import contextlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from multimodal.evaluation.generation import condition_sensitivity
+from multimodal.generation import create_decoder, decoder_condition
+
+TINY = {"sample_size": 16, "in_channels": 3, "out_channels": 3, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D"], "block_out_channels": [32, 32], "layers_per_block": 1,
+        "mid_block_type": "UNetMidBlock2D", "resnet_time_scale_shift": "scale_shift", "norm_num_groups": 8}
+SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
+CONDITIONING = {  # how the embedding enters: raw projection, scaled projection, Kandinsky 2.2's Linear -> LayerNorm
+    "projection": {"unet": {"class_embed_type": "projection"}},
+    "scaled": {"unet": {"class_embed_type": "projection"}, "condition_scale": 8.0},
+    "layernorm": {"unet": {"addition_embed_type": "image", "encoder_hid_dim_type": "image_proj",
+                           "cross_attention_dim": 8}},
+}
+
+
+def decoder_json(tmp_path, kind: str):
+    spec = CONDITIONING[kind]
+    path = tmp_path / f"{kind}.json"
+    path.write_text(json.dumps({**spec, "unet": {**TINY, **spec["unet"]}, "scheduler": SCHEDULER}))
+    return str(path)
+
+
+def two_images(n: int = 8, dim: int = 16):
+    """A red and a blue square; condition e0 means red, e1 blue."""
+    colours = torch.tensor([[230, 30, 30], [30, 30, 230]], dtype=torch.uint8)
+    which = torch.arange(n) % 2
+    images = colours[which][:, None, None, :].expand(n, 16, 16, 3).contiguous()
+    return images, torch.eye(dim)[which]
+
+
+@pytest.mark.parametrize("kind", ["scaled", "layernorm"])
+def test_the_condition_decides_the_image_after_a_few_steps(tmp_path, kind):
+    from multimodal_train.objectives import DiffusionObjective
+
+    torch.manual_seed(0)
+    unet, scheduler = create_decoder(decoder_json(tmp_path, kind), 16)
+    objective = DiffusionObjective(unet, unet, scheduler, cond_drop=0.1, ema_decay=0.9,
+                                   autocast=contextlib.nullcontext)
+    images, cond = two_images()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    unet.train()
+    for _ in range(60):
+        objective({"images": images, "cond": cond}).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = condition_sensitivity(unet, scheduler, images.permute(0, 3, 1, 2).float() / 127.5 - 1, cond,
+                                  decoder_condition)
+    assert min(after.values()) > 0.02, after  # a trained noise prediction that still depends on the condition
+    # denoise from pure noise at t=999 in one x0 estimate: the condition alone says which colour comes out
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    t = torch.full((2,), 999)
+    with torch.inference_mode():
+        eps = unet(x, t, **decoder_condition(unet, cond[:2])).sample
+    ab = scheduler.alphas_cumprod[999]
+    x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+    red_minus_blue = (x0[:, 0] - x0[:, 2]).mean(dim=(1, 2))
+    assert red_minus_blue[0] > 0.2 and red_minus_blue[1] < -0.2, red_minus_blue
+
+
+def test_new_config_keys_round_trip_and_old_folders_default_to_scale_one(tmp_path):
+    unet, _ = create_decoder(decoder_json(tmp_path, "scaled"), 16)
+    unet.save_pretrained(tmp_path / "saved")
+    loaded = UNet2DConditionModel.from_pretrained(tmp_path / "saved")
+    assert loaded.config.condition_scale == 8.0
+    cond = torch.eye(16)[:2]
+    assert torch.equal(decoder_condition(loaded, cond)["class_labels"], 8.0 * cond)
+    old, _ = create_decoder(decoder_json(tmp_path, "projection"), 16)
+    config = json.loads((old.save_pretrained(tmp_path / "old") or tmp_path / "old" / "config.json").read_text())
+    config.pop("condition_scale")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))  # as written before the key existed
+    assert torch.equal(decoder_condition(UNet2DConditionModel.from_pretrained(tmp_path / "old"), cond)["class_labels"],
+                       cond)
+    layernorm, _ = create_decoder(decoder_json(tmp_path, "layernorm"), 16)
+    assert set(decoder_condition(layernorm, cond)) == {"encoder_hidden_states", "added_cond_kwargs"}
+    assert np.isclose(layernorm.config.condition_scale, 1.0)
