@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from multimodal.errors import UsageError
 from multimodal_train.config import TrainConfig
 from multimodal_train.distributed import DistInfo, all_reduce_mean, session, wrap_ddp
-from multimodal_train.loop import TrainLoop, autocast, seed_everything
+from multimodal_train.loop import TrainLoop, autocast, bf16_is_fast, seed_everything
 from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 
 
@@ -122,7 +122,7 @@ def evaluate(model, cfg: TrainConfig) -> dict:
     from multimodal.evaluation import retrieval_metrics, zeroshot_metrics
     from multimodal.evaluation.embed import embed_set
 
-    results, bf16 = {}, cfg.precision == "bf16"
+    results, bf16 = {}, cfg.precision == "bf16" and bf16_is_fast(model.device)
     for name in sorted(set(cfg.eval.zeroshot) | set(cfg.eval.retrieval)):
         spec = cfg.eval.zeroshot.get(name) or cfg.eval.retrieval.get(name)
         embedded = embed_set(model, spec, batch_size=cfg.eval.batch_size, autocast=bf16)

@@ -92,6 +92,7 @@ def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
 def _finetune(cfg: TrainConfig, info, wise_alpha: float | None) -> dict:
     from multimodal.models import from_pretrained
     from multimodal_train.clip import fit
+    from multimodal_train.loop import bf16_is_fast
 
     section = cfg.finetune
     run_dir = Path(cfg.run_dir)
@@ -111,7 +112,7 @@ def _finetune(cfg: TrainConfig, info, wise_alpha: float | None) -> dict:
 
     sets = {"domain": eval_spec, **section.reference}
     alphas = sorted(set(section.wise_alphas) | ({wise_alpha} if wise_alpha is not None else set()))
-    bf16 = cfg.precision == "bf16"
+    bf16 = cfg.precision == "bf16" and bf16_is_fast(base.device)
     rows = []
     for alpha in alphas:
         base.model.load_state_dict(interpolate(base_state, tuned_state, alpha))
