@@ -17,7 +17,12 @@ Output: a table, CSV (image,label,score), or one JSON object per image:
   {"image": PATH, "tags": [{"label": L, "score": S}, ...]}
 Single-label mode (default) scores with a softmax over the labels; --multi-label scores each label on
 its own with the thresholds calibrated in the model folder (tagger.json).
-A file that cannot be read is reported on stderr and skipped; the exit status is 1 if any file failed."""
+Few-shot: --examples DIR (one subfolder per label, named by the label, with a few images of it) blends
+the examples' image embeddings into the scores (Tip-Adapter); labels without examples keep their zero-shot
+scores. Every example folder must name a label of --labels/--labels-file.
+  multimodal tag photos/ --labels-file labels.txt --examples my_examples/
+A file that cannot be read (an image or an example) is reported on stderr and skipped; the exit status is 1
+if any file failed."""
 
 
 def register(sub) -> None:
@@ -41,6 +46,8 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the image tower with "
                    "torch or onnxruntime")
     p.add_argument("--cache-dir", default=None, help="keep label embeddings on disk here across runs")
+    p.add_argument("--examples", metavar="DIR", default=None, help="few-shot examples: a folder with one subfolder "
+                   "per label (named by the label) holding a few images of it; labels without one stay zero-shot")
     p.set_defaults(func=run)
 
 
@@ -69,6 +76,7 @@ def run(args) -> int:
     if not files:
         raise UsageError("no images found in " + ", ".join(args.inputs))
     tagger = make_tagger(args)
+    skipped = add_examples(tagger, args.examples, labels) if args.examples else 0
     mode = "multi" if args.multi_label else "single"
     feats, indices, errors = tagger.encode_images(files, on_error="skip", progress=sys.stderr.isatty())
     for _, error in errors:
@@ -76,7 +84,19 @@ def run(args) -> int:
     threshold = 0.5 if args.threshold is None and args.multi_label else args.threshold
     results = tagger.format(tagger.scores(feats, labels, mode), labels, args.top_k, threshold) if indices else []
     write_results([str(files[i]) for i in indices], results, args.format)
-    return 1 if errors else 0
+    return 1 if errors or skipped else 0
+
+
+def add_examples(tagger, folder: str, labels: list[str]) -> int:
+    """Add the examples folder to the tagger; reports skipped files on stderr and returns their count."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported below, file by file
+        report = tagger.add_examples(folder, labels=labels, progress=sys.stderr.isatty())
+    for _, message in report.skipped:
+        print(f"multimodal tag: skipped example {message}", file=sys.stderr)
+    return len(report.skipped)
 
 
 def write_results(paths: list[str], results: list, fmt: str, out=sys.stdout) -> None:
