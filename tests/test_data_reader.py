@@ -2,13 +2,15 @@
 import pytest
 import torch
 import webdataset as wds
-from conftest import png_bomb_bytes
+from conftest import make_image, png_bomb_bytes
 from open_clip import image_transform
 
 from multimodal.data.images import open_image
 from multimodal.data.reader import ShardReader
 from multimodal.data.sources import load_source
+from multimodal.data.urls import shard_weights
 from multimodal.data.writer import write_shards
+from multimodal.errors import UsageError
 
 TRANSFORM = image_transform(32, is_train=False)
 
@@ -140,3 +142,32 @@ def test_resampled_reader_gives_up_when_no_shard_can_be_read(tmp_path):
     with pytest.raises(UsageError, match="none of the 2 shard"):
         next(iter(reader))
     assert time.perf_counter() - start < 30
+
+
+def one_sample_shard(tmp_path):
+    folder = tmp_path / "one" / "x"
+    folder.mkdir(parents=True)
+    make_image(folder / "lonely.png", seed=99)
+    (folder / "lonely.txt").write_text("the only one\n")
+    write_shards(load_source(tmp_path / "one"), tmp_path / "small", shard_size=5, progress=False)
+    return tmp_path / "small"
+
+
+def share_of_small(spec, factors=None, n=500):
+    reader = ShardReader(spec, image_transform=TRANSFORM, batch_size=20, train=True, shuffle_buffer=0,
+                         upsampling_factors=factors)
+    keys = []
+    for batch in reader:
+        keys += batch["key"]
+        if len(keys) >= n:
+            return sum("lonely" in k for k in keys) / len(keys)
+
+
+def test_training_samples_each_part_by_its_upsampling_factor(shards, tmp_path):
+    small = one_sample_shard(tmp_path)
+    spec = f"{shards}::{small}"
+    assert shard_weights(spec, [1, 10]) == [1, 1, 1, 1, 1, 10]
+    assert share_of_small(spec) < 0.09  # 1 of 25 samples: a drawn shard is read whole
+    assert 0.20 < share_of_small(spec, [1, 10]) < 0.40  # 10 of 34
+    with pytest.raises(UsageError, match="one non-negative factor per"):
+        shard_weights(spec, [1])

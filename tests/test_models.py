@@ -81,6 +81,15 @@ def test_locked_image_tower_keeps_the_pretrained_function():
         assert torch.allclose(model.model.visual.trunk(x), want, atol=1e-4)
 
 
+def test_text_encoding_skips_padding_without_changing_the_embedding():
+    model = seeded("lit-effnet-minilm")
+    tokens = model.tokenize(["a red apple", "a photo of a small blue car parked by the road"])
+    assert tokens.shape[1] == model.context_length and (tokens[:, 20:] == 0).all()
+    with torch.no_grad():
+        full = model.model.encode_text(tokens, normalize=True)  # open_clip over every padded position
+        assert torch.allclose(model.encode_text(tokens), full, atol=1e-5)
+
+
 def test_pickle_checkpoint_refused_unless_opted_in(tmp_path):
     model = seeded()
     folder = model.save_pretrained(tmp_path / "m")

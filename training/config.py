@@ -35,6 +35,7 @@ class ModelSection:
 @dataclass
 class DataSection:
     train: str = ""  # shard spec: folder, glob, brace pattern, '::'-joined list
+    upsampling_factors: list = field(default_factory=list)  # one per "::" part of train: x3 = its samples 3x as likely
     batch_size: int = 64  # per rank, per micro-batch
     num_workers: int = 2
     shuffle_buffer: int = 1000

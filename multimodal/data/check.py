@@ -16,8 +16,7 @@ from pathlib import Path
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from multimodal.data.samples import parse_sample
-from multimodal.data.urls import expand_urls, shard_dir
-from multimodal.data.writer import read_index
+from multimodal.data.urls import expand_urls, read_index, shard_dir
 from multimodal.errors import MissingError
 
 

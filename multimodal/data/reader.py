@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -28,8 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from multimodal.data.samples import parse_sample
-from multimodal.data.urls import expand_urls, shard_dir
-from multimodal.data.writer import read_index
+from multimodal.data.urls import expand_urls, read_index, shard_dir, shard_weights
 from multimodal.errors import UsageError
 
 
@@ -88,10 +87,11 @@ class ShardDataset(IterableDataset):
     def __init__(self, urls: list[str], *, image_transform: Callable, tokenizer: Callable | None, batch_size: int,
                  resampled: bool, shuffle_buffer: int, seed: int, epoch: int, rank: int, world_size: int,
                  max_pixels: int | None, draft_size: int | None, return_meta: bool,
-                 caption_transform: Callable[[str], str] | None = None,
+                 caption_transform: Callable[[str], str] | None = None, weights: list[float] | None = None,
                  worker_offset: int = 0, resume_consumed: dict[int, int] | None = None):
         super().__init__()
         self.urls = urls
+        self.weights = weights
         self.image_transform = image_transform
         self.pil_transform, self.mean, self.std = split_transform(image_transform)
         self.tokenizer = tokenizer
@@ -119,7 +119,7 @@ class ShardDataset(IterableDataset):
         if self.resampled:
             rng = random.Random(derive_seed(self.seed, self.epoch, self.rank, worker))
             while True:
-                yield {"url": rng.choice(self.urls)}
+                yield {"url": rng.choices(self.urls, weights=self.weights)[0]}
         urls = list(self.urls)
         if self.shuffle_buffer > 0:
             random.Random(derive_seed(self.seed, self.epoch)).shuffle(urls)  # same order on every rank
@@ -225,6 +225,8 @@ class ShardReader:
             pixels and the ToTensor/Normalize arithmetic runs here, once per batch.
         caption_transform: applied to each caption before tokenization (e.g. random prompt templates);
             in training, `random` and torch's RNG are seeded per sample, so it stays reproducible.
+        upsampling_factors: in training, one factor per `::`-joined part of `spec` (open_clip's
+            `--train-data-upsampling-factors`): a factor of 3 makes each sample of that part 3x as likely.
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
@@ -232,10 +234,12 @@ class ShardReader:
                  shuffle_buffer: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
                  world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu",
-                 caption_transform: Callable[[str], str] | None = None):
+                 caption_transform: Callable[[str], str] | None = None,
+                 upsampling_factors: Sequence[float] | None = None):
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
+        weights = shard_weights(spec, upsampling_factors) if train else None
         self.train = train
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
@@ -245,7 +249,7 @@ class ShardReader:
             shuffle_buffer=(1000 if train else 0) if shuffle_buffer is None else shuffle_buffer, seed=seed,
             epoch=epoch, rank=default_rank if rank is None else rank,
             world_size=default_world if world_size is None else world_size, max_pixels=max_pixels,
-            draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform)
+            draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform, weights=weights)
         self.stats = ReaderStats()
         self._resume: dict | None = None
         self.device = torch.device(device)

@@ -198,10 +198,3 @@ def _write_index(report: WriteReport, shard_size: int, extra: dict) -> None:
     atomic_write_text(out_dir / "sizes.json", json.dumps({s.name: s.count for s in report.shards}, indent=2))
     lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in report.skipped)
     atomic_write_text(out_dir / "skipped.jsonl", lines)
-
-
-def read_index(path: str | Path) -> dict | None:
-    """The index of a shard folder (or of the folder holding a shard), or None if it has none."""
-    path = Path(path)
-    index = (path if path.is_dir() else path.parent) / "index.json"
-    return json.loads(index.read_text()) if index.is_file() else None

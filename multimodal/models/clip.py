@@ -103,8 +103,8 @@ class CLIPModel(ModelMixin, ConfigMixin):
         return self.model.encode_image(images, normalize=normalize)
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """tokens [B, L] -> [B, D]"""
-        return self.model.encode_text(tokens, normalize=normalize)
+        """tokens [B, L] -> [B, D]; a Hugging Face tower (which masks padding) sees only up to the longest text."""
+        return self.model.encode_text(self._trim_padding(tokens), normalize=normalize)
 
     def forward(self, images: torch.Tensor | None = None, tokens: torch.Tensor | None = None) -> dict:
         """-> {"image_features": [B, D], "text_features": [B, D], "logit_scale": [], "logit_bias": [] (SigLIP)}"""
@@ -126,8 +126,7 @@ class CLIPModel(ModelMixin, ConfigMixin):
                     progress: bool = False) -> torch.Tensor:
         """[N] strings -> [N, D] float32 unit vectors, on the model's device.
 
-        Texts are encoded shortest first and, for a Hugging Face text tower (which masks padding), cut to the
-        longest text of their batch instead of the full context: short labels cost a fraction of the time."""
+        Texts are encoded shortest first, so that `encode_text`'s padding cut leaves little padding in a batch."""
         from tqdm.auto import tqdm
 
         if not texts:
@@ -137,7 +136,7 @@ class CLIPModel(ModelMixin, ConfigMixin):
         out = torch.empty(len(texts), self.embed_dim, device=self.device)
         for i in tqdm(range(0, len(texts), batch_size), desc="embed texts", unit="batch", disable=not progress):
             idx = order[i:i + batch_size]
-            batch = self._trim_padding(tokens[idx]).to(self.device)
+            batch = tokens[idx].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                 out[idx.to(self.device)] = self._unit(self.encode_text(batch, normalize=False))
         return out
