@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 import weakref
 from pathlib import Path
 
@@ -95,7 +96,28 @@ class Demo:
 
     # --- Tag ------------------------------------------------------------------------------------------
     @readable_errors
-    def tag(self, image_path: str | None, labels_text: str, label_set: str | None, mode: str) -> dict[str, float]:
+    def add_examples(self, files: list[str] | None, label: str, examples=None) -> tuple[object, str]:
+        """Few-shot examples for this browser session only: (the session's ExampleCache, what it now holds)."""
+        label = (label or "").strip()
+        if not files:
+            raise UsageError("choose one or more example images first")
+        if not label or "," in label:
+            raise UsageError("type the one label these examples show (no commas), e.g. 'my mug'")
+        total = len(files) + (len(examples) if examples is not None else 0)
+        if total > self.limits.max_examples:
+            raise UsageError(f"{total} example images; at most {self.limits.max_examples} per session")
+        tagger = self.tagger.with_examples(examples)
+        with warnings.catch_warnings():  # the skipped files are listed on the page instead
+            warnings.simplefilter("ignore")
+            report = tagger.add_examples({label: [Path(f) for f in files]})
+        text = "examples: " + ", ".join(f"{name} ({len(feats)})" for name, feats in tagger.examples.features.items())
+        if report.skipped:
+            text += f"\nskipped {len(report.skipped)}: " + "; ".join(msg for _, msg in report.skipped[:3])
+        return tagger.examples, text + "\nTheir labels must be among the labels you tag with."
+
+    @readable_errors
+    def tag(self, image_path: str | None, labels_text: str, label_set: str | None, mode: str,
+            examples=None) -> dict[str, float]:
         if not image_path:
             raise UsageError("upload an image (or pick an example) first")
         labels = [x.strip() for x in (labels_text or "").split(",") if x.strip()]
@@ -107,7 +129,8 @@ class Demo:
             raise UsageError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
         image = self._open_upload(image_path)
         multi = mode.startswith("multi")
-        tags = self.tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
+        tagger = self.tagger.with_examples(examples) if examples is not None else self.tagger
+        tags = tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
         return {label: float(score) for label, score in tags}
 
     @readable_errors
@@ -204,8 +227,22 @@ def build_app(demo: Demo) -> gr.Blocks:
                                     value="single-label (softmax)", label="mode")
                     tag_button = gr.Button("Tag", variant="primary")
                     tags = gr.Label(label="tags", num_top_classes=10, elem_id="tags")
+            with gr.Accordion("few-shot: teach a label with your own example images (this session only)", open=False):
+                examples = gr.State(None)
+                with gr.Row():
+                    example_files = gr.File(label="example images", file_types=["image"], file_count="multiple",
+                                            type="filepath", elem_id="example-files")
+                    with gr.Column():
+                        example_label = gr.Textbox(label="the label they show", placeholder="my mug")
+                        add_button = gr.Button("Add examples")
+                        clear_button = gr.Button("Clear examples")
+                        example_info = gr.Textbox(label="examples in this session", value="none",
+                                                  interactive=False, elem_id="example-info")
             tag_image.change(demo.preview, tag_image, tag_preview, api_name=False)
-            tag_button.click(demo.tag, [tag_image, labels, label_set, mode], tags, api_name="tag")
+            tag_button.click(demo.tag, [tag_image, labels, label_set, mode, examples], tags, api_name="tag")
+            add_button.click(demo.add_examples, [example_files, example_label, examples], [examples, example_info],
+                             api_name=False)
+            clear_button.click(lambda: (None, "none"), None, [examples, example_info], api_name=False)
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():

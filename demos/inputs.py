@@ -22,6 +22,7 @@ class Limits:
     max_images: int = 8
     max_prompt_chars: int = 300
     max_labels: int = 200
+    max_examples: int = 64  # few-shot example images per browser session
     max_pixels: int = 24_000_000  # refused from the header, before any decoding
     max_upload: str = "10mb"
     max_guidance: float = 10.0

@@ -246,6 +246,64 @@ def test_real_browser_tag_and_generate(served, tmp_path):
         browser.close()
 
 
+def test_fewshot_examples_belong_to_one_session(served):
+    demo, photos = served["demo"], served["photos"]
+    labels = "red, green, my thing"
+    before = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)")
+    examples, info = demo.add_examples([str(photos / "p3.png"), str(photos / "p2.png")], "my thing")
+    assert info.startswith("examples: my thing (2)")
+    after = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", examples)
+    assert after["my thing"] > max(0.9, before["my thing"])
+    assert demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)") == before  # others unchanged
+    assert len(demo.tagger.examples) == 0
+    with pytest.raises(Exception, match="not in the label list"):
+        demo.tag(str(photos / "p3.png"), "red, green", None, "single-label (softmax)", examples)
+    with pytest.raises(Exception, match="at most 64"):
+        demo.add_examples([str(photos / "p1.png")] * 63, "more", examples)
+
+
+@pytest.mark.browser
+def test_real_browser_fewshot_examples(served):
+    """Add examples in one browser session, tag with them, see a second session unaffected, clear them."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Chromium is not installed (tests/run.sh installs it with apt-get)")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    photos = served["photos"]
+
+    def tag(page) -> str:
+        page.get_by_label("labels (comma-separated)").fill("red, green, my thing")
+        page.get_by_role("button", name="Tag", exact=True).click()
+        expect(page.locator("#tags")).to_contain_text("%", timeout=60_000)
+        page.wait_for_timeout(300)
+        lines = [line.strip() for line in page.locator("#tags").inner_text().splitlines() if line.strip()]
+        return lines[1]  # under the component's name, the top label is shown first, large
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        pages = [browser.new_context().new_page() for _ in range(2)]
+        for page in pages:
+            page.goto(served["url"])
+            page.locator("input[type=file]").first.set_input_files(str(photos / "p3.png"))
+        first, second = pages
+        first.get_by_text("few-shot: teach a label").click()
+        files = [str(photos / "p3.png"), str(photos / "p2.png")]
+        first.locator("#example-files input[type=file]").set_input_files(files)
+        first.get_by_label("the label they show").fill("my thing")
+        first.get_by_role("button", name="Add examples").click()
+        expect(first.locator("#example-info textarea")).to_have_value(re.compile("my thing \\(2\\)"), timeout=30_000)
+        assert tag(first) == "my thing"
+        first.screenshot(path=str(ARTIFACTS / "demo-fewshot.png"), full_page=True)
+        zero_shot = served["demo"].tag(str(photos / "p3.png"), "red, green, my thing", None, "single-label (softmax)")
+        assert tag(second) == max(zero_shot, key=zero_shot.get)  # the other session has no examples
+        first.get_by_role("button", name="Clear examples").click()
+        expect(first.locator("#example-info textarea")).to_have_value("none", timeout=30_000)
+        browser.close()
+
+
 def test_uploads_are_deleted_once_older_than_the_cache_age(served):
     """Ten raw uploads (not images, as a script can send them) land in Gradio's upload folder and are gone once
     older than `Limits.cache_seconds`: the cache is bounded in time, however many files arrive. An expired upload

@@ -155,6 +155,14 @@ class ZeroShotTagger:
     def clear_examples(self) -> None:
         self.examples.clear()
 
+    def with_examples(self, examples: ExampleCache | None = None) -> ZeroShotTagger:
+        """A copy that shares the model and the label-embedding cache but has its own few-shot examples (`examples`,
+        else none): one user's examples never change another's tags, and no model is copied."""
+        other = copy.copy(self)
+        other.examples = examples if examples is not None else ExampleCache(
+            self.model_key, self.examples.alpha, self.examples.beta)
+        return other
+
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
         if labels is None:
             labels = self.labels or self.examples.labels
