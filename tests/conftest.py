@@ -21,6 +21,31 @@ def make_image(path: Path, seed: int, size: tuple[int, int] = (40, 32), mode: st
     return path
 
 
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20),
+           "black": (10, 10, 10), "white": (245, 245, 245)}
+
+
+def colour_image(path: Path, rgb, seed: int) -> Path:
+    """A 40x40 patch of one colour with a little noise: a concept a tiny CLIP learns in a minute."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(rgb)[None, None] + rng.normal(0, 12, (40, 40, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def train_tiny_clip(shards: Path, run_dir: Path, steps: int, batch_size: int, threads: int = 2) -> Path:
+    """A tiny scratch CLIP (tiny-ci) trained for real on `shards`; returns its saved folder."""
+    from multimodal_train.clip import train
+    from multimodal_train.config import load_config
+
+    cfg = load_config("tiny-ci", [f"run_dir={run_dir}", f"data.train={shards}", f"steps={steps}",
+                                  f"data.batch_size={batch_size}", "data.num_workers=0", "data.augment=false",
+                                  "optim.lr=2e-3", "optim.warmup_steps=10", "eval.zeroshot={}", "eval.retrieval={}",
+                                  "checkpoint_every=1000", f"threads={threads}", "log_every=20"])
+    train(cfg)
+    return run_dir / "final"
+
+
 def png_bomb_bytes(width: int = 50_000, height: int = 50_000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (the pixel data is a stub)."""
 

@@ -4,29 +4,20 @@ name the two colours it never saw, a few examples of them can, and the four othe
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import COLOURS, colour_image, train_tiny_clip
 
 from multimodal.data.sources import SourceItem
 from multimodal.data.writer import write_shards
 from multimodal.errors import MissingError, UsageError
 from multimodal.tagging import ZeroShotTagger
 
-SEEN = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20)}
-UNSEEN = {"black": (10, 10, 10), "white": (245, 245, 245)}  # never in the training captions
-COLOURS = {**SEEN, **UNSEEN}
+SEEN = {name: COLOURS[name] for name in ("red", "green", "blue", "yellow")}
+UNSEEN = {name: COLOURS[name] for name in ("black", "white")}  # never in the training captions
 LABELS = list(COLOURS)
 
-
-def colour_image(path: Path, rgb, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(rgb)[None, None] + rng.normal(0, 12, (40, 40, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +39,7 @@ def colours(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(colours):
     """A tiny scratch CLIP trained, here, to name the four seen colours."""
-    from multimodal_train.clip import train
-    from multimodal_train.config import load_config
-
-    cfg = load_config("tiny-ci", [f"run_dir={colours / 'run'}", f"data.train={colours / 'shards'}",
-                                  "steps=80", "data.batch_size=20", "data.num_workers=0", "data.augment=false",
-                                  "optim.lr=2e-3", "optim.warmup_steps=10", "eval.zeroshot={}",
-                                  "eval.retrieval={}", "checkpoint_every=1000", "threads=1", "log_every=40"])
-    train(cfg)
-    return colours / "run" / "final"
+    return train_tiny_clip(colours / "shards", colours / "run", steps=80, batch_size=20, threads=1)
 
 
 @pytest.fixture

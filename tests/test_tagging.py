@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import png_bomb_bytes
+from conftest import COLOURS, colour_image, png_bomb_bytes, train_tiny_clip
 from PIL import Image
 
 from multimodal.data.images import DecompressionBombError, ImageError
@@ -18,16 +18,6 @@ from multimodal.data.sources import SourceItem
 from multimodal.data.writer import write_shards
 from multimodal.tagging import ZeroShotTagger
 from multimodal.tagging.tagger import best_f1_threshold
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20),
-           "black": (10, 10, 10), "white": (245, 245, 245)}
-
-
-def colour_image(path: Path, rgb, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(rgb)[None, None] + rng.normal(0, 12, (40, 40, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +37,7 @@ def colours(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(colours):
     """A tiny scratch CLIP trained for real, here, until it names the colours."""
-    from multimodal_train.clip import train
-    from multimodal_train.config import load_config
-
-    cfg = load_config("tiny-ci", [f"run_dir={colours / 'run'}", f"data.train={colours / 'shards'}",
-                                  "steps=120", "data.batch_size=24", "data.num_workers=0", "data.augment=false",
-                                  "optim.lr=2e-3", "optim.warmup_steps=10", "eval.zeroshot={}",
-                                  "eval.retrieval={}", "checkpoint_every=1000", "threads=2", "log_every=20"])
-    train(cfg)
-    return colours / "run" / "final"
+    return train_tiny_clip(colours / "shards", colours / "run", steps=120, batch_size=24)
 
 
 @pytest.fixture(scope="module")

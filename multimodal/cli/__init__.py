@@ -7,7 +7,9 @@ functions, so `multimodal --help` and every `--help` stay fast.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from multimodal import __version__
 from multimodal.errors import MultimodalError
@@ -30,39 +32,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def checked(parse: Callable[[str], float], ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    """An argparse type: `parse(text)` that `ok` accepts, else a message saying `what` was expected."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return convert
 
 
-def unit_interval(text: str) -> float:
-    """argparse type: a number from 0 to 1 (NaN refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+positive_int = checked(int, lambda v: v >= 1, "a whole number of at least 1")
+unit_interval = checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")  # NaN fails the comparison
+finite_float = checked(float, math.isfinite, "a finite number")
 
 
 def build_parser() -> argparse.ArgumentParser:
