@@ -63,13 +63,14 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
     How the embedding enters is the UNet's own config: `class_embed_type: "projection"` (a linear added to the
     timestep embedding), or Kandinsky 2.2's `addition_embed_type: "image"` (linear -> LayerNorm, added to it) with
     `encoder_hid_dim_type: "image_proj"` (LayerNormed context tokens for CrossAttn blocks). The JSON's
-    `condition_scale` multiplies the unit-norm embedding before it enters; it is stored in the UNet's config."""
+    `condition_scale` multiplies the unit-norm embedding before it enters; stored in the UNet's config unless 1."""
     config = decoder_config(name_or_path)
     unet_config = {"cross_attention_dim": embed_dim, **config["unet"]}
     if unet_config.get("encoder_hid_dim_type"):
         unet_config["encoder_hid_dim"] = embed_dim
     unet = UNet2DConditionModel(**unet_config, projection_class_embeddings_input_dim=embed_dim)
-    unet.register_to_config(condition_scale=float(config.get("condition_scale", 1.0)))
+    if config.get("condition_scale", 1.0) != 1.0:  # only then: diffusers warns about the unknown key at each load
+        unet.register_to_config(condition_scale=float(config["condition_scale"]))
     return unet, DDPMScheduler(**config["scheduler"])
 
 
