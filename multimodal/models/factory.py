@@ -19,7 +19,7 @@ from multimodal.models.clip import WEIGHTS_NAME, CLIPModel
 from multimodal.models.config import ModelConfig, get_config, list_configs
 
 # name -> folder under the installed assets (multimodal_assets); every entry loads offline
-PRETRAINED = {"builtin": "builtin/pipeline/clip"}  # the CLIP of the shipped pipeline: one copy serves both
+PRETRAINED = {"builtin": "builtin/clip"}  # tagging, search, fine-tuning (the pipeline carries its own decoder's CLIP)
 PICKLE_NAMES = ("diffusion_pytorch_model.bin", "pytorch_model.bin", "model.bin", "model.pt", "model.pth",
                 "open_clip_pytorch_model.bin")
 LEGACY_WEIGHTS = "model.safetensors"  # folders saved by multimodal 0.1 (format "multimodal-clip/1")

