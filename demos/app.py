@@ -207,6 +207,38 @@ class Demo:
         return list(zip(self._publish([path for path, _ in hits]), [f"{score:.3f}" for _, score in hits]))
 
 
+def tag_tab(demo: Demo) -> None:
+    """Image, labels and mode; the few-shot examples of this browser session in an accordion."""
+    with gr.Row():
+        with gr.Column():
+            tag_image, tag_preview = image_input("image")
+            if demo.examples:
+                gr.Examples(demo.examples, inputs=tag_image, label="examples")
+        with gr.Column():
+            labels = gr.Textbox(label="labels (comma-separated)", placeholder="cat, dog, car")
+            label_set = gr.Dropdown(list(demo.label_sets), value=None, label="or a label set")
+            mode = gr.Radio(["single-label (softmax)", "multi-label (calibrated)"],
+                            value="single-label (softmax)", label="mode")
+            tag_button = gr.Button("Tag", variant="primary")
+            tags = gr.Label(label="tags", num_top_classes=10, elem_id="tags")
+    with gr.Accordion("few-shot: teach a label with your own example images (this session only)", open=False):
+        examples = gr.State(None)
+        with gr.Row():
+            example_files = gr.File(label="example images", file_types=["image"], file_count="multiple",
+                                    type="filepath", elem_id="example-files")
+            with gr.Column():
+                example_label = gr.Textbox(label="the label they show", placeholder="my mug")
+                add_button = gr.Button("Add examples")
+                clear_button = gr.Button("Clear examples")
+                example_info = gr.Textbox(label="examples in this session", value="none",
+                                          interactive=False, elem_id="example-info")
+    tag_image.change(demo.preview, tag_image, tag_preview, api_name=False)
+    tag_button.click(demo.tag, [tag_image, labels, label_set, mode, examples], tags, api_name="tag")
+    add_button.click(demo.add_examples, [example_files, example_label, examples], [examples, example_info],
+                     api_name=False)
+    clear_button.click(lambda: (None, "none"), None, [examples, example_info], api_name=False)
+
+
 def build_app(demo: Demo) -> gr.Blocks:
     limits = demo.limits
     # Gradio deletes uploads and its copies of outputs once older than cache_seconds, and all of them at stop
@@ -215,34 +247,7 @@ def build_app(demo: Demo) -> gr.Blocks:
     with gr.Blocks(title="multimodal", delete_cache=delete_cache) as app:
         gr.Markdown("# multimodal\nZero-shot tagging, text-to-image and search with one small CLIP, on a CPU.")
         with gr.Tab("Tag"):
-            with gr.Row():
-                with gr.Column():
-                    tag_image, tag_preview = image_input("image")
-                    if demo.examples:
-                        gr.Examples(demo.examples, inputs=tag_image, label="examples")
-                with gr.Column():
-                    labels = gr.Textbox(label="labels (comma-separated)", placeholder="cat, dog, car")
-                    label_set = gr.Dropdown(list(demo.label_sets), value=None, label="or a label set")
-                    mode = gr.Radio(["single-label (softmax)", "multi-label (calibrated)"],
-                                    value="single-label (softmax)", label="mode")
-                    tag_button = gr.Button("Tag", variant="primary")
-                    tags = gr.Label(label="tags", num_top_classes=10, elem_id="tags")
-            with gr.Accordion("few-shot: teach a label with your own example images (this session only)", open=False):
-                examples = gr.State(None)
-                with gr.Row():
-                    example_files = gr.File(label="example images", file_types=["image"], file_count="multiple",
-                                            type="filepath", elem_id="example-files")
-                    with gr.Column():
-                        example_label = gr.Textbox(label="the label they show", placeholder="my mug")
-                        add_button = gr.Button("Add examples")
-                        clear_button = gr.Button("Clear examples")
-                        example_info = gr.Textbox(label="examples in this session", value="none",
-                                                  interactive=False, elem_id="example-info")
-            tag_image.change(demo.preview, tag_image, tag_preview, api_name=False)
-            tag_button.click(demo.tag, [tag_image, labels, label_set, mode, examples], tags, api_name="tag")
-            add_button.click(demo.add_examples, [example_files, example_label, examples], [examples, example_info],
-                             api_name=False)
-            clear_button.click(lambda: (None, "none"), None, [examples, example_info], api_name=False)
+            tag_tab(demo)
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():

@@ -6,7 +6,8 @@ import sys
 import torch
 
 import multimodal as mm
-from multimodal_train.distributed import all_reduce_mean, session, wrap_ddp
+from multimodal.distributed import session
+from multimodal_train.distributed import all_reduce_mean, wrap_ddp
 from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
 from multimodal_train.config import TrainConfig
-from multimodal_train.distributed import DistInfo, all_reduce_mean, session, wrap_ddp
+from multimodal_train.distributed import all_reduce_mean, wrap_ddp
 from multimodal_train.loop import TrainLoop, autocast, bf16_is_fast, seed_everything
 from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 

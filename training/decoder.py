@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
 from multimodal_train.config import DecoderSection, TrainConfig
-from multimodal_train.distributed import DistInfo, session, wrap_ddp
+from multimodal_train.distributed import wrap_ddp
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import DiffusionObjective
 

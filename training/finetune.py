@@ -83,7 +83,7 @@ def format_report(report: dict) -> str:
 
 def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
     """FLYP on the domain set, then the WiSE-FT report; the chosen weights go to RUN_DIR/final (rank 0)."""
-    from multimodal_train.distributed import session
+    from multimodal.distributed import session
 
     with session(cfg.device) as info:
         return _finetune(copy.deepcopy(cfg), info, wise_alpha)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multimodal.distributed import barrier, current
 from multimodal.errors import TrainingStopped
 from multimodal_train.checkpoint import (
     all_finite,
@@ -36,7 +37,7 @@ from multimodal_train.checkpoint import (
     set_rng_state,
 )
 from multimodal_train.config import TrainConfig, to_yaml
-from multimodal_train.distributed import all_reduce_mean, barrier, current
+from multimodal_train.distributed import all_reduce_mean
 from multimodal_train.metrics import MetricsLog, plot_curves
 from multimodal_train.objectives import Objective
 

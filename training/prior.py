@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from multimodal.distributed import session
 from multimodal_train.config import TrainConfig
 from multimodal_train.decoder import CachedBatches, load_cache
-from multimodal_train.distributed import session, wrap_ddp
+from multimodal_train.distributed import wrap_ddp
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import PriorObjective
 

@@ -14,7 +14,11 @@ manifest.json of the files, in one of two backends:
           cores: 32 ms per query for 100k images, 200 ms for a million)
   faiss   a FAISS IVF index: 8 ms per query for a million images, recall@10 0.97 (4 min to build)
   auto    exact below 100,000 images, faiss from there (the default)
-`multimodal search` reads either: the manifest says which."""
+`multimodal search` reads either: the manifest says which.
+SRC may also be webdataset shards (a .tar, a folder of them, a brace pattern); a hit is then SHARD#KEY. Under
+torchrun each process embeds its own shards (shard r, r+N, ...), writes its part, and the first merges them in
+shard order into one index, equal to a one-process build:
+  torchrun --nproc_per_node 2 -m multimodal index 'shards/{000000..000099}.tar' --out shards-index"""
 
 SEARCH_HELP = """\
 The images of an index that best match a text query, best first, with their cosine similarity:
@@ -22,8 +26,8 @@ The images of an index that best match a text query, best first, with their cosi
 
 
 def register(sub) -> None:
-    p = add_subcommand(sub, "index", "embed a folder of images for text search", INDEX_HELP)
-    p.add_argument("directory", metavar="DIR", help="folder of images, walked recursively")
+    p = add_subcommand(sub, "index", "embed a folder of images (or shards) for text search", INDEX_HELP)
+    p.add_argument("directory", metavar="SRC", help="folder of images (walked recursively), or webdataset shards")
     p.add_argument("--out", required=True, metavar="INDEX", help="output folder for the index and manifest.json")
     p.add_argument("--model", default="builtin", help="'builtin', a saved model folder, or an open_clip ARCH:TAG")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
@@ -41,12 +45,16 @@ def register(sub) -> None:
 
 
 def run_index(args) -> int:
+    from multimodal.data.sources import is_shard_spec
     from multimodal.tagging import ZeroShotTagger
-    from multimodal.tagging.index import build_index
+    from multimodal.tagging.index import build_index, build_shard_index
 
     tagger = ZeroShotTagger.from_pretrained(args.model, batch_size=args.batch_size)
-    manifest = build_index(tagger, args.directory, args.out, model_name=args.model, backend=args.backend,
-                           progress=sys.stderr.isatty())
+    build = build_shard_index if is_shard_spec(args.directory) else build_index
+    manifest = build(tagger, args.directory, args.out, model_name=args.model, backend=args.backend,
+                     progress=sys.stderr.isatty())
+    if manifest is None:
+        return 0  # a torchrun rank other than the first: its part was merged there
     print(f"indexed {len(manifest['files'])} images into {args.out} ({manifest['backend']} search)", file=sys.stderr)
     for skipped in manifest["skipped"]:
         print(f"multimodal index: skipped {skipped['message']}", file=sys.stderr)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from multimodal.data.samples import parse_sample
 from multimodal.data.urls import expand_urls, read_index, shard_dir, shard_weights
+from multimodal.distributed import current
 from multimodal.errors import UsageError
 
 
@@ -59,12 +60,6 @@ def split_transform(transform: Callable) -> tuple[Callable, torch.Tensor | None,
 def to_uint8_tensor(image) -> torch.Tensor:
     """PIL RGB image -> [3, H, W] uint8 (a view of the decoded pixels, no float copy)."""
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
-
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 @dataclass
@@ -225,8 +220,7 @@ class ShardReader:
             pixels and the ToTensor/Normalize arithmetic runs here, once per batch.
         caption_transform: applied to each caption before tokenization (e.g. random prompt templates);
             in training, `random` and torch's RNG are seeded per sample, so it stays reproducible.
-        upsampling_factors: in training, one factor per `::`-joined part of `spec` (open_clip's
-            `--train-data-upsampling-factors`): a factor of 3 makes each sample of that part 3x as likely.
+        upsampling_factors: training only: one per `::` part of `spec` (3 = its samples 3x as likely).
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
@@ -239,17 +233,17 @@ class ShardReader:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
-        weights = shard_weights(spec, upsampling_factors) if train else None
         self.train = train
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
-        default_rank, default_world = dist_info()
+        joined = current(torch.device("cpu"))  # this process's place under torchrun, else rank 0 of 1
         self._dataset_kwargs = dict(
             image_transform=image_transform, tokenizer=tokenizer, batch_size=batch_size, resampled=train,
             shuffle_buffer=(1000 if train else 0) if shuffle_buffer is None else shuffle_buffer, seed=seed,
-            epoch=epoch, rank=default_rank if rank is None else rank,
-            world_size=default_world if world_size is None else world_size, max_pixels=max_pixels,
-            draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform, weights=weights)
+            epoch=epoch, rank=joined.rank if rank is None else rank,
+            world_size=joined.world_size if world_size is None else world_size, max_pixels=max_pixels,
+            draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform,
+            weights=shard_weights(spec, upsampling_factors) if train else None)
         self.stats = ReaderStats()
         self._resume: dict | None = None
         self.device = torch.device(device)

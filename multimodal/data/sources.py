@@ -205,11 +205,14 @@ def _table_item(src: Path, i: int, lineno: int, row: dict | str, image_col: str,
 def detect_kind(spec: str | Path) -> str:
     """What a data argument names: "shards" (a .tar, a folder of them, a glob, brace pattern, `::` list, URL or
     `pipe:`), else the layout of a source to be written into shards ("captions", "imagefolder", "csv", "jsonl")."""
+    return "shards" if is_shard_spec(spec) else detect_source_type(Path(spec))
+
+
+def is_shard_spec(spec: str | Path) -> bool:
+    """Whether a data argument names webdataset shards rather than images or a source to be written."""
     text = str(spec)
-    if text.endswith(".tar") or text.startswith(REMOTE_PREFIXES) or "::" in text or "{" in text \
-            or glob.has_magic(text) or (Path(text).is_dir() and any(Path(text).glob("*.tar"))):
-        return "shards"
-    return detect_source_type(Path(text))
+    return (text.endswith(".tar") or text.startswith(REMOTE_PREFIXES) or "::" in text or "{" in text
+            or glob.has_magic(text) or (Path(text).is_dir() and any(Path(text).glob("*.tar"))))
 
 
 def detect_source_type(src: Path) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multimodal.data.urls import REMOTE_PREFIXES
 from multimodal.errors import MissingError, UsageError
 from multimodal.tagging.inputs import expand_paths
 
@@ -50,6 +51,23 @@ def build_index(tagger, directory: str | Path, out: str | Path, *, model_name: s
     skipped = [{"file": str(files[i]), "reason": e.reason, "message": str(e)} for i, e in errors]
     return write_index(out, feats.numpy(), names, root=directory, model_name=model_name, backend=backend,
                        auto_cutoff=auto_cutoff, skipped=skipped, progress=progress)
+
+
+def build_shard_index(tagger, spec, out: str | Path, *, model_name: str = "builtin", backend: str = "auto",
+                      auto_cutoff: int = AUTO_CUTOFF, progress: bool = True) -> dict | None:
+    """Embed every sample of webdataset shards into the index folder `out`, split over torchrun ranks when launched
+    by torchrun (see `multimodal.tagging.shards`); returns the manifest on rank 0, None on the others.
+    A hit is named `SHARD#KEY` under the shards' folder."""
+    from multimodal.tagging.shards import embed_shards_distributed
+
+    check_backend(backend)
+    merged = embed_shards_distributed(tagger, spec, out, progress=progress)
+    if merged is None:
+        return None
+    if not merged.ids:
+        raise UsageError(f"{spec}: no readable image in the shards")
+    return write_index(out, merged.vectors, merged.ids, root=merged.root, model_name=model_name, backend=backend,
+                       auto_cutoff=auto_cutoff, skipped=merged.skipped, progress=progress)
 
 
 def write_index(out: str | Path, vectors: np.ndarray, files: list[str], *, root: str | Path,
@@ -258,8 +276,8 @@ def search_vectors(index: str | Path, queries: np.ndarray, top_k: int = 5,
     opened = open_index(index)
     scores, ids = opened.nearest(queries, top_k, nprobe)
     files, root = opened.manifest["files"], opened.root
-    return [[(str(root / files[i]), float(s)) for s, i in zip(row_s, row_i) if i >= 0] for row_s, row_i in
-            zip(scores, ids)]
+    return [[(files[i] if files[i].startswith(REMOTE_PREFIXES) else str(root / files[i]), float(s))
+             for s, i in zip(row_s, row_i) if i >= 0] for row_s, row_i in zip(scores, ids)]
 
 
 def search(tagger, index: str | Path, query: str, top_k: int = 5) -> list[tuple[str, float]]:

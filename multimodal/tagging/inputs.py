@@ -16,7 +16,7 @@ from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image, t
 from multimodal.data.sources import iter_image_files
 from multimodal.errors import MissingError, UsageError
 
-ImageInput = str | os.PathLike | Image.Image | torch.Tensor
+ImageInput = str | os.PathLike | Image.Image | torch.Tensor | bytes  # bytes: an encoded file (e.g. from a shard)
 
 
 def as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput], bool]:
@@ -27,7 +27,8 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput]
         if not files:
             raise UsageError(f"{images}: no images found in this folder (looked for .jpg, .png, .webp, ...)")
         return list(files), False
-    if isinstance(images, (str, os.PathLike, Image.Image)) or (isinstance(images, torch.Tensor) and images.ndim == 3):
+    single = (str, os.PathLike, Image.Image, bytes)
+    if isinstance(images, single) or (isinstance(images, torch.Tensor) and images.ndim == 3):
         return [images], True
     if isinstance(images, torch.Tensor):  # a batch [B, 3, H, W]
         return list(images), False
@@ -47,7 +48,7 @@ def name_of(item: ImageInput, index: int) -> str:
 
 def prepare(item: ImageInput, preprocess: Callable, image_size: int, max_pixels: int | None) -> torch.Tensor:
     """One input -> [3, S, S] float tensor ready for the model; raises ImageError naming the problem."""
-    if isinstance(item, (str, os.PathLike)):
+    if isinstance(item, (str, os.PathLike, bytes)):
         return preprocess(open_image(item, max_pixels=max_pixels))
     if isinstance(item, Image.Image):
         from multimodal.data.images import check_pixels
@@ -62,7 +63,8 @@ def prepare(item: ImageInput, preprocess: Callable, image_size: int, max_pixels:
             raise ImageError("bad_tensor", f"a float tensor must be a preprocessed image of shape "
                                            f"(3, {image_size}, {image_size}); got {tuple(item.shape)}")
         return item.float()
-    raise ImageError("bad_input", f"cannot tag a {type(item).__name__}: give a path, a PIL image or a tensor")
+    raise ImageError("bad_input", f"cannot tag a {type(item).__name__}: give a path, encoded bytes, a PIL image "
+                                  "or a tensor")
 
 
 @dataclass
