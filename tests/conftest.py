@@ -57,6 +57,14 @@ def png_bomb_bytes(width: int = 50_000, height: int = 50_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_home(tmp_path_factory):
+    """The CLI's default label cache lives under $XDG_CACHE_HOME: keep the tests' own, never the user's."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture
 def caption_dir(tmp_path: Path) -> Path:
     """Tux Paint-like: nested folders of X.png / X.jpg beside X.txt captions (first line English)."""

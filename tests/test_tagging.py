@@ -190,6 +190,37 @@ def test_cli_json_csv_table_and_a_corrupt_file(trained, colours, tmp_path):
     assert table.returncode == 0 and re.search(r"red\.png +red [01]\.\d{3} +blue [01]\.\d{3}", table.stdout)
 
 
+def test_cli_keeps_label_embeddings_in_the_user_cache(trained, colours, tmp_path):
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    image = str(colours / "photos" / "red.png")
+
+    def tag(*extra):
+        done = subprocess.run([sys.executable, "-m", "multimodal", "tag", image, "--labels", "red,blue,teal",
+                               "--model", str(trained), "--format", "json", *extra], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    uncached = tag("--no-cache")
+    assert not (tmp_path / "xdg").exists()
+    first, second = tag(), tag()  # the second reads the three labels from the cache
+    assert len(list((tmp_path / "xdg" / "multimodal" / "labels").rglob("*.npy"))) == 3
+    assert uncached == first == second
+
+
+def test_an_unwritable_label_cache_warns_and_tagging_goes_on(tagger, tmp_path):
+    from multimodal.tagging.labels import LabelCache
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = LabelCache(tagger.model_key, tagger.templates, blocker / "cache")
+    with pytest.warns(UserWarning, match="label cache disabled"):
+        emb = cache.get_many(["red", "blue"], lambda labels: torch.ones(len(labels), 4))
+    assert emb.shape == (2, 4) and cache.directory is None
+
+
 def test_index_and_search_round_trip(trained, colours, tmp_path):
     run = cli("index", str(colours / "photos"), "--out", str(tmp_path / "idx"), "--model", str(trained))
     assert run.returncode == 0, run.stderr

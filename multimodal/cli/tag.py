@@ -53,7 +53,9 @@ def register(sub) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the image tower with "
                    "torch or onnxruntime")
-    p.add_argument("--cache-dir", default=None, help="keep label embeddings on disk here across runs")
+    p.add_argument("--cache-dir", default=None, help="keep label embeddings on disk here across runs (default: "
+                   "$XDG_CACHE_HOME/multimodal/labels, i.e. ~/.cache/multimodal/labels)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk label cache")
     p.add_argument("--examples", metavar="DIR", default=None, help="few-shot examples: a folder with one subfolder "
                    "per label (named by the label) holding a few images of it; labels without one stay zero-shot")
     p.set_defaults(func=run)
@@ -69,8 +71,10 @@ def read_labels(args) -> list[str]:
 
 def make_tagger(args):
     from multimodal.tagging import ZeroShotTagger
+    from multimodal.tagging.labels import default_cache_dir
 
-    kwargs = {"batch_size": args.batch_size, "bf16": args.bf16, "backend": args.backend, "cache_dir": args.cache_dir}
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    kwargs = {"batch_size": args.batch_size, "bf16": args.bf16, "backend": args.backend, "cache_dir": cache_dir}
     if args.templates:
         kwargs["templates"] = args.templates
     return ZeroShotTagger.from_pretrained(args.model, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,8 +88,17 @@ class LabelCache:
     def _store(self, label: str, emb: torch.Tensor) -> None:
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self._path(label)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, emb.numpy())
-        os.replace(tmp, path)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            np.save(tmp, emb.numpy())
+            os.replace(tmp, path)
+        except OSError as e:  # a cache is an optimisation: a read-only or full disk must not stop tagging
+            warnings.warn(f"label cache disabled: cannot write {self.directory} ({e.strerror or e})", stacklevel=2)
+            self.directory = None
+
+
+def default_cache_dir() -> Path:
+    """Where the CLI keeps label embeddings between runs: $XDG_CACHE_HOME/multimodal/labels (~/.cache/...)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "multimodal" / "labels"
