@@ -1,6 +1,10 @@
 """Write assets/MODEL_CARD.md from the evaluation files the recipe produced; no number is typed by hand.
 
-    python training/recipes/model_card.py --clip-run runs/lit-imagenet --evals runs/eval --out assets/MODEL_CARD.md
+    python training/recipes/model_card.py --clip-run runs/lit-v2 --evals runs/eval --out assets/MODEL_CARD.md
+
+Every value it can measure from this build's runs and evaluation files is written fresh; a value whose inputs
+are not here (e.g. the decoder's, when only the CLIP was retrained) is carried over from the previous card's
+values (MODEL_CARD.values.json beside it), and the script names the ones it carried.
 """
 
 from __future__ import annotations
@@ -58,46 +62,60 @@ def finetune_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clip-run", required=True)
-    parser.add_argument("--prior-run", default="runs/prior")
-    parser.add_argument("--decoder-run", default="runs/decoder")
-    parser.add_argument("--finetune-run", default="runs/finetune-fashion")
-    parser.add_argument("--evals", default="runs/eval")
-    parser.add_argument("--photos", default="runs/eval/photos.txt")
-    parser.add_argument("--template", default=str(Path(__file__).with_name("MODEL_CARD.template.md")))
-    parser.add_argument("--out", default="assets/MODEL_CARD.md")
-    args = parser.parse_args()
+def measured(args) -> dict:
+    """Every card value whose inputs exist in this build (the runs and evaluation files); the rest is left out."""
     import multimodal as mm
-
-    evals = Path(args.evals)
-    clip = mm.from_pretrained("builtin")
     from multimodal.generation import TextToImagePipeline
 
+    evals, values = Path(args.evals), {"date": time.strftime("%Y-%m-%d")}
+    clip = mm.from_pretrained("builtin")
     pipe = TextToImagePipeline.from_pretrained("builtin")
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    trained = sum(p.numel() for p in clip.parameters() if p.requires_grad)
-    prior_eval = last_eval(Path(args.prior_run))
-    values = {
-        "date": time.strftime("%Y-%m-%d"),
-        "clip_params": f"{count(clip) / 1e6:.1f} M", "clip_trained": f"{trained / 1e6:.1f} M",
-        "prior_params": f"{count(pipe.prior) / 1e6:.2f} M", "decoder_params": f"{count(pipe.decoder) / 1e6:.1f} M",
-        "image_size": clip.image_size,
-        "clip_time": wall_minutes(Path(args.clip_run)), "prior_time": wall_minutes(Path(args.prior_run)),
-        "decoder_time": wall_minutes(Path(args.decoder_run)),
-        "zeroshot_table": zeroshot_table(load(evals / "zeroshot.json"), load(evals / "retrieval.json")),
-        "generation_table": generation_table(load(evals / "generation.json")),
-        "finetune_table": finetune_table(load(Path(args.finetune_run) / "finetune_report.json")),
-        "prior_cosine": f"{prior_eval.get('eval/prior/cosine', float('nan')):.3f}",
-        "text_cosine": f"{prior_eval.get('eval/text_baseline/cosine', float('nan')):.3f}",
-        "prior_top1": f"{prior_eval.get('eval/prior/retrieval_top1', float('nan')):.1%}",
-        "text_top1": f"{prior_eval.get('eval/text_baseline/retrieval_top1', float('nan')):.1%}",
-        "photos": Path(args.photos).read_text().strip() if Path(args.photos).is_file() else "(not run)",
-    }
-    card = Path(args.template).read_text().format(**values)
+    values.update({"clip_params": f"{count(clip) / 1e6:.1f} M", "image_size": clip.image_size,
+                   "clip_trained": f"{sum(p.numel() for p in clip.parameters() if p.requires_grad) / 1e6:.1f} M",
+                   "prior_params": f"{count(pipe.prior) / 1e6:.2f} M",
+                   "decoder_params": f"{count(pipe.decoder) / 1e6:.1f} M"})
+    for key, run in (("clip_time", args.clip_run), ("prior_time", args.prior_run), ("decoder_time", args.decoder_run)):
+        if wall_minutes(Path(run)) != "?":
+            values[key] = wall_minutes(Path(run))
+    zs, rt, gen = (load(evals / f"{name}.json") for name in ("zeroshot", "retrieval", "generation"))
+    if zs and rt:
+        values["zeroshot_table"] = zeroshot_table(zs, rt)
+    if gen:
+        values["generation_table"] = generation_table(gen)
+    if report := load(Path(args.finetune_run) / "finetune_report.json"):
+        values["finetune_table"] = finetune_table(report)
+    if (Path(args.prior_run) / "metrics.jsonl").is_file():
+        prior_eval = last_eval(Path(args.prior_run))
+        values.update({"prior_cosine": f"{prior_eval.get('eval/prior/cosine', float('nan')):.3f}",
+                       "text_cosine": f"{prior_eval.get('eval/text_baseline/cosine', float('nan')):.3f}",
+                       "prior_top1": f"{prior_eval.get('eval/prior/retrieval_top1', float('nan')):.1%}",
+                       "text_top1": f"{prior_eval.get('eval/text_baseline/retrieval_top1', float('nan')):.1%}"})
+    if Path(args.photos).is_file():
+        values["photos"] = Path(args.photos).read_text().strip()
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip-run", required=True, help="the run of the shipped CLIP (its wall time)")
+    parser.add_argument("--prior-run", default="runs/prior", help="the run of the shipped prior")
+    parser.add_argument("--decoder-run", default="runs/decoder", help="the run of the shipped decoder")
+    parser.add_argument("--finetune-run", default="runs/finetune-fashion", help="the fine-tuning report's run")
+    parser.add_argument("--evals", default="runs/eval", help="zeroshot.json, retrieval.json, generation.json")
+    parser.add_argument("--photos", default="runs/eval/photos.txt", help="`multimodal tag` output on the examples")
+    parser.add_argument("--template", default=str(Path(__file__).with_name("MODEL_CARD.template.md")))
+    parser.add_argument("--out", default="assets/MODEL_CARD.md", help="the card (its values go beside it, .json)")
+    args = parser.parse_args()
+    sidecar = Path(args.out).with_suffix(".values.json")
+    previous = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    values = measured(args)
+    carried = sorted(set(previous) - set(values))
+    card = Path(args.template).read_text().format(**{**previous, **values})
     Path(args.out).write_text(card)
-    print(f"wrote {args.out}")
+    sidecar.write_text(json.dumps({**previous, **values}, indent=1, ensure_ascii=False))
+    print(f"wrote {args.out}" + (f"; carried over from the previous card (inputs not in this build): {carried}"
+                                  if carried else ""))
 
 
 if __name__ == "__main__":
