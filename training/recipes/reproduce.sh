@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. About 4.5 hours on 2 cores.
+# can be stopped and started again. About 12-14 hours on 2 cores (estimated; the decoder-v2 run is most of it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mm() { python3 -m multimodal "$@"; }
@@ -14,16 +14,19 @@ if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive
 python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
-# 1. the CLIP pair: LiT with ImageNet pseudo-pairs (the shipped one), and the other candidates for the README
+# 1. the CLIP pair: CLIP v2 (LiT on every drawing corpus + ImageNet pseudo-pairs, the shipped one), and the other
+#    candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back by itself).
+python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
+done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
+CLIP=runs/lit-v2/final
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto
-CLIP=runs/lit-imagenet/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
-# 2-3. the prior, then the decoder conditioned on the same CLIP, assembled into a pipeline
-done_ runs/prior || mm train prior --config prior prior.clip=$CLIP --resume auto
-done_ runs/decoder || mm train decoder --config decoder-64px decoder.clip=$CLIP --resume auto
-python3 training/recipes/ship.py --pipeline runs/decoder/final/pipeline
+# 2-3. the prior, then the decoder v2 conditioned on the same CLIP, assembled into a pipeline
+done_ runs/prior-v2 || mm train prior --config prior-v2 prior.clip=$CLIP --resume auto
+done_ runs/decoder-v2 || mm train decoder --config decoder-v2 decoder.clip=$CLIP --resume auto
+python3 training/recipes/ship.py --clip $CLIP --pipeline runs/decoder-v2/final/pipeline
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -31,8 +34,10 @@ done_ runs/finetune-fashion || mm train finetune --config finetune-fashion finet
 
 # 5. evaluations of the shipped model
 mkdir -p runs/eval
-sets=(--data emoji=data/corpus/emoji/eval --data clip-art=data/corpus/openclipart/eval
-      --data tuxpaint=data/corpus/tuxpaint/eval)
+sets=(--data emoji=data/corpus/emoji/eval --data twemoji=data/corpus/twemoji/eval
+      --data openmoji=data/corpus/openmoji/eval --data emojione=data/corpus/emojione/eval
+      --data clip-art=data/corpus/openclipart/eval --data tuxpaint=data/corpus/tuxpaint/eval
+      --data icons=data/corpus/icons/eval --data skimage=data/eval/skimage)
 mm eval zeroshot --model builtin "${sets[@]}" --out runs/eval/zeroshot.json
 mm eval retrieval --model builtin "${sets[@]}" --out runs/eval/retrieval.json
 mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 10,20,50 \
@@ -40,5 +45,6 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-imagenet --out assets/MODEL_CARD.md
+python3 training/recipes/model_card.py --clip-run runs/lit-v2 --prior-run runs/prior-v2 --decoder-run runs/decoder-v2 \
+    --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png
