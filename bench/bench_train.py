@@ -6,6 +6,7 @@ reports its steady-state samples/s (median of its logged windows, the first one 
 reader alone, with the same training transform, shows whether data loading could be the bottleneck.
 
     python bench/bench_train.py --shards 'data/corpus/{openclipart,tuxpaint,emoji}/train'
+    python bench/bench_train.py --variants plain,channels-last,fused AdamW,torch.compile   # what each option gives
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_ours(args, work: Path) -> float:
-    run_dir = work / "ours"
+VARIANTS = {"plain": [], "channels-last": ["model.channels_last=true"], "fused AdamW": ["optim.fused=true"],
+            "torch.compile": ["model.compile=true"],
+            "all three": ["model.channels_last=true", "optim.fused=true", "model.compile=true"]}
+
+
+def run_ours(args, work: Path, overrides: list[str] = ()) -> float:
+    run_dir = work / f"ours-{len(list(work.glob('ours-*')))}"
     cmd = [sys.executable, "-m", "multimodal", "train", "clip", "--config", "scratch-small", f"run_dir={run_dir}",
            f"data.train={args.shards}", f"steps={args.steps}", f"data.batch_size={args.batch_size}",
            f"data.num_workers={args.workers}", f"threads={args.threads}", "log_every=5", "eval.every=0",
            "eval.zeroshot={}", "eval.retrieval={}", f"checkpoint_every={args.steps * 10}", "data.caption_templates=[]",
-           "precision=bf16", "optim.warmup_steps=5"]
+           f"precision={args.precision}", "optim.warmup_steps=5", *overrides]
     subprocess.run(cmd, check=True, env=env(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rates = [json.loads(line)["train/samples_per_s"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
              if "train/samples_per_s" in line]
@@ -52,7 +58,7 @@ def run_open_clip(args, work: Path, num_samples: int) -> float:
     shards = "::".join(expand_urls(args.shards))  # open_clip_train wants shard files, not folders
     cmd = [sys.executable, "-c", code, str(arch), "--model", "mm-small", "--train-data", shards,
            "--dataset-type", "webdataset", "--train-num-samples", str(num_samples), "--batch-size",
-           str(args.batch_size), "--workers", str(args.workers), "--precision", "amp_bf16", "--device", "cpu",
+           str(args.batch_size), "--workers", str(args.workers), "--precision", "amp_bf16" if args.precision == "bf16" else "fp32", "--device", "cpu",
            "--epochs", "1000", "--warmup", "5", "--lr", "1e-3", "--wd", "0.1", "--log-every-n-steps", "5",
            "--logs", str(work / "open_clip_logs"), "--save-frequency", "0", "--zeroshot-frequency", "0",
            "--val-frequency", "0", "--report-to", "", "--local-loss", "--gather-with-grad", "--dataset-resampled",
@@ -103,21 +109,28 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reader-batches", type=int, default=30)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="both trainers; auto: bf16 where the CPU has native bf16 kernels, else fp32")
+    parser.add_argument("--variants", default="plain", help=f"ours, comma-separated, from {list(VARIANTS)}")
     args = parser.parse_args()
+    if args.precision == "auto":
+        import torch
+
+        args.precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     from multimodal.data.reader import ShardReader
 
     num_samples = ShardReader(args.shards, image_transform=lambda x: x).num_samples or 10_000
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    ours = run_ours(args, work)
+    ours = {name: run_ours(args, work, VARIANTS[name]) for name in args.variants.split(",")}
     theirs = run_open_clip(args, work, num_samples)
     reader = run_reader(args)
-    print(f"scratch 'small' CLIP, batch {args.batch_size}, {args.workers} worker(s), {args.threads} threads, bf16, "
-          f"{args.steps} steps")
-    print(f"multimodal train clip      {ours:8.1f} samples/s")
-    print(f"open_clip_train.main       {theirs:8.1f} samples/s")
-    print(f"ratio                      {ours / theirs:8.2f}x")
-    print(f"reader alone               {reader:8.1f} samples/s = {reader / ours:.1f}x what training consumes")
-
+    print(f"scratch 'small' CLIP, batch {args.batch_size}, {args.workers} worker(s), {args.threads} threads, "
+          f"{args.precision}, {args.steps} steps")
+    for name, rate in ours.items():
+        print(f"multimodal train clip, {name:<15} {rate:8.1f} samples/s  {rate / theirs:5.2f}x open_clip_train")
+    print(f"open_clip_train.main                   {theirs:8.1f} samples/s")
+    best = max(ours.values())
+    print(f"reader alone                           {reader:8.1f} samples/s = {reader / best:.1f}x what training consumes")
 
 if __name__ == "__main__":
     main()

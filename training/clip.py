@@ -146,8 +146,10 @@ def fit(cfg: TrainConfig, info: DistInfo, resume: str | None = None, model=None)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model.model.visual.to(memory_format=memory_format)
     data = make_data(cfg, model, info)
+    forward = wrap_ddp(model, info)
     objective = ContrastiveObjective(
-        model, wrap_ddp(model, info), make_contrastive_loss(cfg.loss, info.rank, info.world_size),
+        model, torch.compile(forward) if cfg.model.compile else forward,
+        make_contrastive_loss(cfg.loss, info.rank, info.world_size),
         functools.partial(autocast, info.device, cfg.precision),
         extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs) if cfg.data.imagenet_pairs else None,
         memory_format=memory_format)

@@ -30,6 +30,7 @@ class ModelSection:
     grad_checkpointing: bool = False
     channels_last: bool = False  # conv image towers run faster on CPU (oneDNN) in channels-last layout
     image_size: int = 0  # 0 keeps the architecture's; e.g. 160 trains a 224 px EfficientNet 2x faster on a CPU
+    compile: bool = False  # torch.compile the forward pass (the saved weights are unaffected)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class OptimSection:
     warmup_steps: int = 100
     grad_clip: float = 1.0  # 0 disables
     accum_steps: int = 1  # micro-batches per step; the contrastive loss sees all of them (feature caching)
+    fused: bool = False  # torch's fused AdamW kernel (one kernel for all parameters)
 
 
 @dataclass
