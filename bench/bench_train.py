@@ -44,6 +44,7 @@ def run_ours(args, work: Path, overrides: list[str] = ()) -> float:
 
 
 def run_open_clip(args, work: Path, num_samples: int) -> float:
+    theirs_precision = "amp_bf16" if args.precision == "bf16" else "fp32"
     from multimodal.models import get_config
 
     arch = work / "mm-small.json"
@@ -58,7 +59,7 @@ def run_open_clip(args, work: Path, num_samples: int) -> float:
     shards = "::".join(expand_urls(args.shards))  # open_clip_train wants shard files, not folders
     cmd = [sys.executable, "-c", code, str(arch), "--model", "mm-small", "--train-data", shards,
            "--dataset-type", "webdataset", "--train-num-samples", str(num_samples), "--batch-size",
-           str(args.batch_size), "--workers", str(args.workers), "--precision", "amp_bf16" if args.precision == "bf16" else "fp32", "--device", "cpu",
+           str(args.batch_size), "--workers", str(args.workers), "--precision", theirs_precision, "--device", "cpu",
            "--epochs", "1000", "--warmup", "5", "--lr", "1e-3", "--wd", "0.1", "--log-every-n-steps", "5",
            "--logs", str(work / "open_clip_logs"), "--save-frequency", "0", "--zeroshot-frequency", "0",
            "--val-frequency", "0", "--report-to", "", "--local-loss", "--gather-with-grad", "--dataset-resampled",
@@ -130,7 +131,8 @@ def main() -> None:
         print(f"multimodal train clip, {name:<15} {rate:8.1f} samples/s  {rate / theirs:5.2f}x open_clip_train")
     print(f"open_clip_train.main                   {theirs:8.1f} samples/s")
     best = max(ours.values())
-    print(f"reader alone                           {reader:8.1f} samples/s = {reader / best:.1f}x what training consumes")
+    print(f"reader alone                           {reader:8.1f} samples/s = {reader / best:.1f}x what training "
+          "consumes")
 
 if __name__ == "__main__":
     main()
