@@ -77,6 +77,17 @@ def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
     assert mm.from_pretrained(run_dir / "final").config["name"] == "tiny"
 
 
+def test_fused_adamw_and_torch_compile_train_the_same_weights(labelled_shards, tmp_path):
+    import multimodal as mm
+
+    weights = {}
+    for name, extra in (("plain", ()), ("fast", ("optim.fused=true", "model.compile=true"))):
+        train_cli(*overrides(labelled_shards, tmp_path / name, "steps=3", "eval.every=0", "checkpoint_every=100",
+                             *extra))
+        weights[name] = mm.from_pretrained(tmp_path / name / "final").state_dict()
+    assert max((weights["plain"][k] - weights["fast"][k]).abs().max().item() for k in weights["plain"]) < 1e-4
+
+
 def test_exact_resume_after_sigkill(labelled_shards, tmp_path):
     args = ("steps=14", "log_every=1", "checkpoint_every=4", "precision=fp32")
     train_cli(*overrides(labelled_shards, tmp_path / "straight", *args))
