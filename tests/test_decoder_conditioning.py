@@ -3,7 +3,6 @@
 import contextlib
 import json
 
-import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
@@ -67,19 +66,18 @@ def test_the_condition_decides_the_image_after_a_few_steps(tmp_path, kind):
     assert red_minus_blue[0] > 0.2 and red_minus_blue[1] < -0.2, red_minus_blue
 
 
-def test_new_config_keys_round_trip_and_old_folders_default_to_scale_one(tmp_path):
+def test_condition_scale_round_trips_and_defaults_to_one(tmp_path):
     unet, _ = create_decoder(decoder_json(tmp_path, "scaled"), 16)
     unet.save_pretrained(tmp_path / "saved")
     loaded = UNet2DConditionModel.from_pretrained(tmp_path / "saved")
     assert loaded.config.condition_scale == 8.0
     cond = torch.eye(16)[:2]
     assert torch.equal(decoder_condition(loaded, cond)["class_labels"], 8.0 * cond)
-    old, _ = create_decoder(decoder_json(tmp_path, "projection"), 16)
-    config = json.loads((old.save_pretrained(tmp_path / "old") or tmp_path / "old" / "config.json").read_text())
-    config.pop("condition_scale")
-    (tmp_path / "old" / "config.json").write_text(json.dumps(config))  # as written before the key existed
-    assert torch.equal(decoder_condition(UNet2DConditionModel.from_pretrained(tmp_path / "old"), cond)["class_labels"],
-                       cond)
+    plain, _ = create_decoder(decoder_json(tmp_path, "projection"), 16)
+    plain.save_pretrained(tmp_path / "plain")  # scale 1 is not written: diffusers would warn at every load
+    assert "condition_scale" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert torch.equal(decoder_condition(UNet2DConditionModel.from_pretrained(tmp_path / "plain"),
+                                         cond)["class_labels"], cond)
     layernorm, _ = create_decoder(decoder_json(tmp_path, "layernorm"), 16)
     assert set(decoder_condition(layernorm, cond)) == {"encoder_hidden_states", "added_cond_kwargs"}
-    assert np.isclose(layernorm.config.condition_scale, 1.0)
+    assert "condition_scale" not in layernorm.config
