@@ -52,6 +52,7 @@ class Demo:
         self.outputs_dir = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
         self._remove_outputs = weakref.finalize(self, shutil.rmtree, self.outputs_dir, True)  # also at exit
         self._outputs: collections.deque[tuple[float, Path]] = collections.deque()
+        self._examples: collections.OrderedDict[str | None, object] = collections.OrderedDict()  # session -> cache
 
     def close(self) -> None:
         """Delete the demo's temporary outputs. The server does it when it stops; so does the interpreter's exit."""
@@ -96,13 +97,14 @@ class Demo:
 
     # --- Tag ------------------------------------------------------------------------------------------
     @readable_errors
-    def add_examples(self, files: list[str] | None, label: str, examples=None) -> tuple[object, str]:
-        """Few-shot examples for this browser session only: (the session's ExampleCache, what it now holds)."""
-        label = (label or "").strip()
+    def add_examples(self, files: list[str] | None, label: str, request: gr.Request = None) -> str:
+        """Few-shot examples for this browser session only (kept here by session, never in the page)."""
+        label, session = (label or "").strip(), getattr(request, "session_hash", None)
         if not files:
             raise UsageError("choose one or more example images first")
         if not label or "," in label:
             raise UsageError("type the one label these examples show (no commas), e.g. 'my mug'")
+        examples = self._examples.get(session)
         total = len(files) + (len(examples) if examples is not None else 0)
         if total > self.limits.max_examples:
             raise UsageError(f"{total} example images; at most {self.limits.max_examples} per session")
@@ -110,14 +112,22 @@ class Demo:
         with warnings.catch_warnings():  # the skipped files are listed on the page instead
             warnings.simplefilter("ignore")
             report = tagger.add_examples({label: [Path(f) for f in files]})
+        self._examples[session] = tagger.examples
+        self._examples.move_to_end(session)
+        while len(self._examples) > self.limits.max_sessions:  # bounded memory: the oldest sessions go first
+            self._examples.popitem(last=False)
         text = "examples: " + ", ".join(f"{name} ({len(feats)})" for name, feats in tagger.examples.features.items())
         if report.skipped:
             text += f"\nskipped {len(report.skipped)}: " + "; ".join(msg for _, msg in report.skipped[:3])
-        return tagger.examples, text + "\nTheir labels must be among the labels you tag with."
+        return text + "\nTheir labels must be among the labels you tag with."
+
+    def clear_examples(self, request: gr.Request = None) -> str:
+        self._examples.pop(getattr(request, "session_hash", None), None)
+        return "none"
 
     @readable_errors
     def tag(self, image_path: str | None, labels_text: str, label_set: str | None, mode: str,
-            examples=None) -> dict[str, float]:
+            request: gr.Request = None) -> dict[str, float]:
         if not image_path:
             raise UsageError("upload an image (or pick an example) first")
         labels = [x.strip() for x in (labels_text or "").split(",") if x.strip()]
@@ -129,6 +139,7 @@ class Demo:
             raise UsageError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
         image = self._open_upload(image_path)
         multi = mode.startswith("multi")
+        examples = self._examples.get(getattr(request, "session_hash", None))
         tagger = self.tagger.with_examples(examples) if examples is not None else self.tagger
         tags = tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
         return {label: float(score) for label, score in tags}
@@ -222,7 +233,6 @@ def tag_tab(demo: Demo) -> None:
             tag_button = gr.Button("Tag", variant="primary")
             tags = gr.Label(label="tags", num_top_classes=10, elem_id="tags")
     with gr.Accordion("few-shot: teach a label with your own example images (this session only)", open=False):
-        examples = gr.State(None)
         with gr.Row():
             example_files = gr.File(label="example images", file_types=["image"], file_count="multiple",
                                     type="filepath", elem_id="example-files")
@@ -233,10 +243,9 @@ def tag_tab(demo: Demo) -> None:
                 example_info = gr.Textbox(label="examples in this session", value="none",
                                           interactive=False, elem_id="example-info")
     tag_image.change(demo.preview, tag_image, tag_preview, api_name=False)
-    tag_button.click(demo.tag, [tag_image, labels, label_set, mode, examples], tags, api_name="tag")
-    add_button.click(demo.add_examples, [example_files, example_label, examples], [examples, example_info],
-                     api_name=False)
-    clear_button.click(lambda: (None, "none"), None, [examples, example_info], api_name=False)
+    tag_button.click(demo.tag, [tag_image, labels, label_set, mode], tags, api_name="tag")
+    add_button.click(demo.add_examples, [example_files, example_label], example_info, api_name=False)
+    clear_button.click(demo.clear_examples, None, example_info, api_name=False)
 
 
 def build_app(demo: Demo) -> gr.Blocks:

@@ -23,6 +23,7 @@ class Limits:
     max_prompt_chars: int = 300
     max_labels: int = 200
     max_examples: int = 64  # few-shot example images per browser session
+    max_sessions: int = 256  # sessions whose examples are kept (the oldest go first)
     max_pixels: int = 24_000_000  # refused from the header, before any decoding
     max_upload: str = "10mb"
     max_guidance: float = 10.0

@@ -247,19 +247,24 @@ def test_real_browser_tag_and_generate(served, tmp_path):
 
 
 def test_fewshot_examples_belong_to_one_session(served):
+    from types import SimpleNamespace
+
     demo, photos = served["demo"], served["photos"]
+    mine, other = SimpleNamespace(session_hash="mine"), SimpleNamespace(session_hash="other")
     labels = "red, green, my thing"
-    before = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)")
-    examples, info = demo.add_examples([str(photos / "p3.png"), str(photos / "p2.png")], "my thing")
+    before = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", other)
+    info = demo.add_examples([str(photos / "p3.png"), str(photos / "p2.png")], "my thing", mine)
     assert info.startswith("examples: my thing (2)")
-    after = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", examples)
+    after = demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", mine)
     assert after["my thing"] > max(0.9, before["my thing"])
-    assert demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)") == before  # others unchanged
+    assert demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", other) == before
     assert len(demo.tagger.examples) == 0
     with pytest.raises(Exception, match="not in the label list"):
-        demo.tag(str(photos / "p3.png"), "red, green", None, "single-label (softmax)", examples)
+        demo.tag(str(photos / "p3.png"), "red, green", None, "single-label (softmax)", mine)
     with pytest.raises(Exception, match="at most 64"):
-        demo.add_examples([str(photos / "p1.png")] * 63, "more", examples)
+        demo.add_examples([str(photos / "p1.png")] * 63, "more", mine)
+    assert demo.clear_examples(mine) == "none"
+    assert demo.tag(str(photos / "p3.png"), labels, None, "single-label (softmax)", mine) == before
 
 
 @pytest.mark.browser
