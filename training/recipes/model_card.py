@@ -110,7 +110,9 @@ def main() -> None:
     sidecar = Path(args.out).with_suffix(".values.json")
     previous = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     values = measured(args)
-    carried = sorted(set(previous) - set(values))
+    carried = sorted(set(previous) - set(values) - {"carried_note"})
+    values["carried_note"] = (f" Not re-measured for this build, kept from the previous card: {', '.join(carried)}."
+                              if carried else "")
     card = Path(args.template).read_text().format(**{**previous, **values})
     Path(args.out).write_text(card)
     sidecar.write_text(json.dumps({**previous, **values}, indent=1, ensure_ascii=False))
