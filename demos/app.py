@@ -30,6 +30,11 @@ from multimodal_demo.inputs import Limits, as_sent, image_input, number, samplin
 LIMITS = Limits()
 
 
+def session_of(request: gr.Request | None) -> str | None:
+    """The browser session a request comes from (None for a direct call without one)."""
+    return getattr(request, "session_hash", None)
+
+
 class Demo:
     """The models and data behind the page, loaded once."""
 
@@ -99,7 +104,7 @@ class Demo:
     @readable_errors
     def add_examples(self, files: list[str] | None, label: str, request: gr.Request = None) -> str:
         """Few-shot examples for this browser session only (kept here by session, never in the page)."""
-        label, session = (label or "").strip(), getattr(request, "session_hash", None)
+        label, session = (label or "").strip(), session_of(request)
         if not files:
             raise UsageError("choose one or more example images first")
         if not label or "," in label:
@@ -122,7 +127,7 @@ class Demo:
         return text + "\nTheir labels must be among the labels you tag with."
 
     def clear_examples(self, request: gr.Request = None) -> str:
-        self._examples.pop(getattr(request, "session_hash", None), None)
+        self._examples.pop(session_of(request), None)
         return "none"
 
     @readable_errors
@@ -139,7 +144,7 @@ class Demo:
             raise UsageError(f"{len(labels)} labels; at most {self.limits.max_labels} per request")
         image = self._open_upload(image_path)
         multi = mode.startswith("multi")
-        examples = self._examples.get(getattr(request, "session_hash", None))
+        examples = self._examples.get(session_of(request))
         tagger = self.tagger.with_examples(examples) if examples is not None else self.tagger
         tags = tagger.tag(image, labels, mode="multi" if multi else "single", threshold=0.0 if multi else None)
         return {label: float(score) for label, score in tags}

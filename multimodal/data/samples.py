@@ -56,13 +56,19 @@ class Sample:
     meta: dict
 
 
-def iter_decoded(spec) -> Iterator[Sample]:
-    """Every readable, captioned sample of the shards in `spec`, in shard order; unreadable ones are passed over."""
+def iter_raw(url: str) -> Iterator[RawSample]:
+    """The samples of one shard, in order, parsed. No node splitting (webdataset's `WebDataset` refuses to run
+    inside a torchrun process group without one): the caller has already chosen its shards."""
     import webdataset as wds
 
+    for files in wds.tarfile_to_samples()(iter([{"url": url}])):
+        yield parse_sample(files, files["__key__"])
+
+
+def iter_decoded(spec) -> Iterator[Sample]:
+    """Every readable, captioned sample of the shards in `spec`, in shard order; unreadable ones are passed over."""
     for url in expand_urls(spec):
-        for files in wds.WebDataset(url, shardshuffle=False, empty_check=False):
-            raw = parse_sample(files, files["__key__"])
+        for raw in iter_raw(url):
             if raw.image is None or not raw.caption:
                 continue
             try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodal.data.samples import parse_sample
+from multimodal.data.samples import iter_raw
 from multimodal.data.urls import REMOTE_PREFIXES, expand_urls, shard_dir
 
 
@@ -40,12 +40,9 @@ def shard_name(url: str, root: Path | None) -> str:
 
 def read_shard(url: str, name: str, skipped: list[dict]) -> tuple[list[str], list[bytes]]:
     """(keys, encoded images) of one shard, in order; samples without an image and a broken tail are recorded."""
-    import webdataset as wds
-
     keys, images = [], []
     try:
-        for files in wds.tarfile_to_samples()(iter([{"url": url}])):  # no node splitting: the shards are ours
-            raw = parse_sample(files, files["__key__"])
+        for raw in iter_raw(url):
             if raw.image is None:
                 skipped.append({"file": f"{name}#{raw.key}", "reason": "missing_image",
                                 "message": f"{name}#{raw.key}: no image file"})
