@@ -4,10 +4,12 @@
   (b) a plain open_clip loop: decode + preprocess + encode_image in batches, label embeddings computed once
   (c) the transformers "zero-shot-image-classification" pipeline, on the same weights converted to CLIPModel
 
-The architecture is ViT-B/32 (the one all three run) with seeded weights. It also prints the image
-tower's achieved GFLOP/s at batch 32 against this machine's measured matrix-multiply peak.
+The default architecture is ViT-B/32 (the one all three run) with seeded weights; `--model builtin` times
+the shipped model instead ((c) needs a ViT, so it is left out). It also prints the image tower's achieved
+GFLOP/s at batch 32 against this machine's measured matrix-multiply peak.
 
     python bench/bench_tagger.py --images 512 --labels 100
+    python bench/bench_tagger.py --model builtin --templates 7    # the shipped model, its default templates
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="an architecture (seeded, untrained) or a pretrained name or folder, e.g. builtin")
+    parser.add_argument("--templates", type=int, default=1, help="how many of the default prompt templates")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -77,14 +82,18 @@ def main() -> None:
 
     import multimodal as mm
     from multimodal.data.images import open_image
+    from multimodal.export.open_clip import export_open_clip
+    from multimodal.prompts import DEFAULT_TEMPLATES
     from multimodal.tagging import ZeroShotTagger
 
     labels = LABELS[:args.labels]
     paths = image_paths(args.images)
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="bench-tagger-"))
-    folder = mm.create_model("ViT-B-32").save_pretrained(work / "vit-b-32")
-    templates = ["a photo of a {}."]
+    pretrained = args.model not in mm.list_models()
+    folder = args.model if pretrained else mm.create_model(args.model).save_pretrained(work / "model")
+    oc_folder = export_open_clip(mm.from_pretrained(folder), work / "open_clip") if pretrained else folder
+    templates = list(DEFAULT_TEMPLATES[:args.templates]) if args.templates > 1 else ["a photo of a {}."]
     results = {}
 
     # (a) multimodal
@@ -101,13 +110,14 @@ def main() -> None:
     results["(a) multimodal ZeroShotTagger, bf16"] = len(paths) / secs
 
     # (b) plain open_clip on the same folder (our saved folders load in open_clip as local-dir:)
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{oc_folder}")
     model.eval()
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{oc_folder}")
 
     def open_clip_loop():
         with torch.inference_mode():
-            text = model.encode_text(tokenizer([templates[0].format(x) for x in labels]), normalize=True)
+            prompts = tokenizer([t.format(x) for x in labels for t in templates])
+            text = model.encode_text(prompts, normalize=True).view(len(labels), len(templates), -1).mean(1)
             for i in range(0, len(paths), args.batch_size):
                 batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + args.batch_size]])
                 (100 * model.encode_image(batch, normalize=True) @ text.T).softmax(-1)
@@ -115,7 +125,7 @@ def main() -> None:
     results["(b) open_clip loop"] = len(paths) / timed(open_clip_loop)
 
     # (c) transformers pipeline on the converted weights
-    if not args.skip_transformers:
+    if not args.skip_transformers and not pretrained:
         from hf_convert import check_same_embeddings, convert
         from transformers import pipeline
 
@@ -138,7 +148,8 @@ def main() -> None:
         results[f"(c) transformers pipeline, bf16 ({n_hf} images)"] = n_hf / secs
 
     ours, ours_bf16 = results["(a) multimodal ZeroShotTagger"], results["(a) multimodal ZeroShotTagger, bf16"]
-    print(f"\n{len(paths)} images x {len(labels)} labels, ViT-B/32, {args.threads} threads, batch {args.batch_size}")
+    print(f"\n{len(paths)} images x {len(labels)} labels, {args.model}, {args.threads} threads, "
+          f"batch {args.batch_size}")
     for name, rate in results.items():
         print(f"{name:<50} {rate:8.1f} images/s   ours (fp32) is {ours / rate:5.2f}x, ours (bf16) is "
               f"{ours_bf16 / rate:5.2f}x")

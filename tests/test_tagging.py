@@ -257,9 +257,25 @@ def test_onnx_export_parity_and_backend(trained, colours, tmp_path):
         assert max(abs(x[1] - y[1]) for x, y in zip(a, b)) < 1e-3
 
 
-def test_bf16_path_agrees_with_fp32(trained, colours):
+def test_bf16_path_agrees_with_fp32(trained, colours, monkeypatch):
+    import multimodal.tagging.tagger as tagger_module
+
+    monkeypatch.setattr(tagger_module, "bf16_is_fast", lambda device: True)  # run the bf16 path on any CPU
     images = sorted((colours / "photos").rglob("*.png"))
     fp32 = ZeroShotTagger.from_pretrained(trained).tag(images, list(COLOURS))
-    bf16 = ZeroShotTagger.from_pretrained(trained, bf16=True).tag(images, list(COLOURS))
+    bf16_tagger = ZeroShotTagger.from_pretrained(trained, bf16=True)
+    assert bf16_tagger._visual_bf16 is not None
+    bf16 = bf16_tagger.tag(images, list(COLOURS))
     assert [t[0][0] for t in fp32] == [t[0][0] for t in bf16]
     assert max(abs(a[1] - b[1]) for x, y in zip(fp32, bf16) for a, b in zip(x, y)) < 0.05
+
+
+def test_bf16_falls_back_to_fp32_where_the_cpu_emulates_it(trained, capsys):
+    import multimodal.precision
+
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has native bf16 kernels")
+    multimodal.precision.bf16_is_fast.warned = False
+    tagger = ZeroShotTagger.from_pretrained(trained, bf16=True)
+    assert not tagger.bf16 and tagger._visual_bf16 is None
+    assert "no bf16 kernels" in capsys.readouterr().err

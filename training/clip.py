@@ -21,9 +21,10 @@ from torch.nn import functional as F
 
 from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
+from multimodal.precision import bf16_is_fast
 from multimodal_train.config import TrainConfig
 from multimodal_train.distributed import all_reduce_mean, wrap_ddp
-from multimodal_train.loop import TrainLoop, autocast, bf16_is_fast, seed_everything
+from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 
 

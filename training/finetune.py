@@ -91,8 +91,8 @@ def finetune(cfg: TrainConfig, wise_alpha: float | None = None) -> dict:
 
 def _finetune(cfg: TrainConfig, info, wise_alpha: float | None) -> dict:
     from multimodal.models import from_pretrained
+    from multimodal.precision import bf16_is_fast
     from multimodal_train.clip import fit
-    from multimodal_train.loop import bf16_is_fast
 
     section = cfg.finetune
     run_dir = Path(cfg.run_dir)

@@ -27,6 +27,7 @@ from torch import nn
 
 from multimodal.distributed import barrier, current
 from multimodal.errors import TrainingStopped
+from multimodal.precision import bf16_is_fast
 from multimodal_train.checkpoint import (
     all_finite,
     find_checkpoint,
@@ -73,17 +74,6 @@ def seed_everything(seed: int) -> None:
 def autocast(device: torch.device, precision: str):
     """bf16 autocast, except on a CPU without bf16 kernels (AVX2 only), where it runs ~10x slower than fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and bf16_is_fast(device))
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    if device.type != "cpu":
-        return True
-    fast = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if not fast and not getattr(bf16_is_fast, "warned", False):
-        bf16_is_fast.warned = True
-        print("precision=bf16: this CPU has no bf16 kernels (measured ~10x slower than fp32 here); running fp32",
-              file=sys.stderr)
-    return fast
 
 
 class TrainLoop:
