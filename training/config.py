@@ -55,7 +55,7 @@ class OptimSection:
     warmup_steps: int = 100
     grad_clip: float = 1.0  # 0 disables
     accum_steps: int = 1  # micro-batches per step; the contrastive loss sees all of them (feature caching)
-    fused: bool = False  # torch's fused AdamW kernel (one kernel for all parameters)
+    fused: bool = True  # torch's fused AdamW kernel: 10 % faster than foreach on 2 CPU cores (bench_train.py)
 
 
 @dataclass

@@ -85,7 +85,7 @@ class TrainLoop:
         self.run_dir = Path(cfg.run_dir)
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                            betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                                           fused=cfg.optim.fused or None)  # None: torch's default (foreach)
+                                           fused=cfg.optim.fused or None)  # None: torch's foreach
         self.scheduler = cosine_with_warmup(self.optimizer, cfg.optim.warmup_steps, cfg.steps)
         self.step = 0
         self.nan_skips = 0
