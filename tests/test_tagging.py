@@ -92,6 +92,20 @@ def test_label_embeddings_are_computed_once(trained, colours, tmp_path):
     assert fresh.tag(images[0], [*COLOURS, "purple"])[0][0] == t.tag(images[0], [*COLOURS, "purple"])[0][0]
 
 
+def test_thousands_of_labels_are_encoded_in_batches_with_a_progress_bar(trained, capsys):
+    t = ZeroShotTagger.from_pretrained(trained)
+    labels = [f"{name} number {i}" for i in range(160) for name in ("red", "a very dark green")]  # 320, mixed length
+    sizes = []
+    original = t.model.encode_text
+    t.model.encode_text = lambda tokens, **kw: sizes.append(len(tokens)) or original(tokens, **kw)
+    batched = t.label_embeddings(labels)
+    n_prompts = len(labels) * len(t.templates)
+    assert sum(sizes) == n_prompts and len(sizes) == -(-n_prompts // 256) and max(sizes) <= 256
+    assert "embed texts" in capsys.readouterr().err  # above 300 labels a bar shows the batches
+    one_by_one = ZeroShotTagger.from_pretrained(trained).label_embeddings(labels[-3:])
+    assert torch.allclose(batched[-3:], one_by_one, atol=1e-5)  # sorting and cutting padding change nothing
+
+
 def test_calibrated_multi_label_thresholds_round_trip(tagger, colours, tmp_path):
     images = [colours / f"{c}{i}.png" for c in COLOURS for i in range(3)]
     truth = [[c] for c in COLOURS for _ in range(3)]
