@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 import zlib
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 from PIL import Image
 
 WORDS = ["red apple", "blue car", "green tree", "smiling face", "yellow star", "black cat", "white dog", "orange fish"]
+
+
+def free_port() -> int:
+    """A port nobody listens on now (torchrun's rendezvous, the demo's server): fixed ports collide between runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_image(path: Path, seed: int, size: tuple[int, int] = (40, 32), mode: str = "RGB") -> Path:

@@ -6,7 +6,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_image, png_bomb_bytes
+from conftest import free_port, make_image, png_bomb_bytes
 
 import multimodal as mm
 from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
@@ -25,12 +24,6 @@ from multimodal.tagging.index import build_index
 from multimodal_demo.app import Demo, Limits, launch
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

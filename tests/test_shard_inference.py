@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, make_image
+from conftest import WORDS, free_port, make_image
 
 import multimodal as mm
 from multimodal.data.sources import load_source
@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
 
 def run(*args, procs: int = 1) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port",
-                str(29500 + os.getpid() % 1000)] if procs > 1 else [sys.executable]
+                str(free_port())] if procs > 1 else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*launcher, "-m", "multimodal", *args], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WORDS, make_image
+from conftest import WORDS, free_port, make_image
 
 from multimodal.data.sources import SourceItem
 from multimodal.data.writer import write_shards
@@ -153,7 +153,7 @@ def test_two_rank_ddp_matches_one_rank_on_the_global_batch(tmp_path):
     """torchrun --nproc_per_node 2 (gloo on CPU): loss and gradients equal a 1-process run on the same 8 samples."""
     out = tmp_path / "ddp.pt"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29561", str(ROOT / "tests" / "ddp_worker.py"), str(out)],
+                          "--master_port", str(free_port()), str(ROOT / "tests" / "ddp_worker.py"), str(out)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = torch.load(out, weights_only=True)

@@ -31,7 +31,10 @@ def run(args) -> int:
     from multimodal_demo.app import default_demo, launch
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # refusals: one line each
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl+C: close the server, clean up
+    # Ctrl+C and SIGTERM both close the server and clean up, also where SIGINT was inherited as ignored
+    # (a shell's background job), as uvicorn does
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     demo = default_demo(args.model)
     if args.pipeline:
         from multimodal.generation import TextToImagePipeline
