@@ -117,9 +117,9 @@ def main() -> None:
     parser.add_argument("--variants", default="default", help=f"ours, comma-separated, from {list(VARIANTS)}")
     args = parser.parse_args()
     if args.precision == "auto":
-        import torch
+        from multimodal.precision import bf16_is_fast
 
-        args.precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        args.precision = "bf16" if bf16_is_fast("cpu") else "fp32"
     from multimodal.data.reader import ShardReader
 
     num_samples = ShardReader(args.shards, image_transform=lambda x: x).num_samples or 10_000
