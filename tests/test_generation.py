@@ -152,7 +152,7 @@ def test_prior_beats_the_text_embedding_baseline_on_what_it_learned():
     assert metrics["prior/cosine"] > 0.9 > metrics["text_baseline/cosine"]
 
 
-def test_train_prior_then_decoder_then_evaluate(tmp_path):
+def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     """The CLI path end to end on toy data: prior, decoder with EMA and sample grids, pipeline, eval generation."""
     from conftest import WORDS, make_image
 
@@ -192,3 +192,29 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path):
     rows = json.loads((tmp_path / "gen.json").read_text())["results"]
     assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(2, 1.0), (2, 2.0), (3, 1.0), (3, 2.0)]
     assert all(0 <= r["retag_accuracy"] <= 1 and r["frechet_clip_distance"] >= 0 for r in rows)
+    warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)
+
+
+def warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch):
+    """decoder.init starts from trained weights; with its caches built and no samples, a run never loads its CLIP."""
+    from safetensors.torch import load_file
+
+    from multimodal.errors import UsageError
+    from multimodal_train.config import load_config
+    from multimodal_train.decoder import train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the CLIP was loaded")
+
+    monkeypatch.setattr("multimodal.models.from_pretrained", refuse)
+    trained = tmp_path / "decoder" / "final" / "decoder"
+    keys = [f"data.train={tmp_path / 'train'}", "threads=2", f"decoder.clip={clip}", "decoder.prior=",
+            f"decoder.cache_dir={tmp_path / 'cache'}", "decoder.eval_data=", "decoder.sample_every=0", "steps=1",
+            "optim.lr=1e-12"]
+    train(load_config("decoder-tiny", [*keys, f"run_dir={tmp_path / 'warm'}", f"decoder.init={trained}"]))
+    before = load_file(str(trained / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "warm" / "final" / "decoder" / "diffusion_pytorch_model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k], atol=1e-8) for k in before)
+    with pytest.raises(UsageError, match="decoder.init=.*prior"):
+        train(load_config("decoder-tiny", [*keys, f"run_dir={tmp_path / 'bad'}",
+                                           f"decoder.init={tmp_path / 'prior' / 'final'}"]))

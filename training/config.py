@@ -82,11 +82,12 @@ class DecoderSection:
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
     ema_decay: float = 0.999
-    sample_every: int = 500
+    sample_every: int = 500  # 0: no sample grids (the run then never loads its CLIP if its caches exist)
     sample_prompts: list = field(default_factory=lambda: list(SAMPLE_PROMPTS))
     sample_steps: int = 20
     guidance_scale: float = 3.0
     prior: str = ""  # a trained prior folder: used for the sample grids and to assemble the pipeline
+    init: str = ""  # a trained decoder folder (RUN_DIR/final/decoder) to start from; empty = random init
 
 
 @dataclass

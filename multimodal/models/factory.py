@@ -103,6 +103,12 @@ def load_folder(directory: Path, *, allow_pickle: bool = False) -> CLIPModel:
     return model.eval()
 
 
+def folder_config(directory: Path) -> ModelConfig:
+    """The architecture of a saved folder, read without loading its weights."""
+    raw = json.loads((directory / "config.json").read_text())
+    return ModelConfig.from_dict(_legacy_fields(raw)) if raw.get("format") == "multimodal-clip/1" else _read_config(raw)
+
+
 def _read_config(raw: dict) -> ModelConfig:
     return ModelConfig.from_dict({k: v for k, v in raw.items() if not k.startswith("_")})
 
