@@ -27,11 +27,15 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
     generator = torch.Generator().manual_seed(seed)
     scheduler.set_timesteps(steps)
     x = torch.randn((n, 3, size, size), generator=generator) * scheduler.init_noise_sigma
-    labels = torch.cat([uncond, cond])
+    embeds = torch.cat([uncond, cond]) * pipe.decoder.config.get("condition_scale", 1.0)
+    if pipe.decoder.config.class_embed_type is not None:  # the embedding as class labels (a projection)
+        kwargs = {"class_labels": embeds}
+    else:  # Kandinsky 2.2's image embedding input (addition_embed_type "image")
+        kwargs = {"added_cond_kwargs": {"image_embeds": embeds}}
     with torch.inference_mode():
         for t in scheduler.timesteps:
             inp = scheduler.scale_model_input(torch.cat([x, x]), t)
-            eps_u, eps_c = pipe.decoder(inp, t, encoder_hidden_states=None, class_labels=labels).sample.chunk(2)
+            eps_u, eps_c = pipe.decoder(inp, t, encoder_hidden_states=None, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
     return (x / 2 + 0.5).clamp(0, 1), time.perf_counter() - start
 
