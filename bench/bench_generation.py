@@ -19,6 +19,8 @@ import torch
 
 def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int) -> torch.Tensor:
     """The reference: diffusers' scheduler API driven by hand, as in the diffusers docs."""
+    from multimodal.generation import decoder_condition
+
     cond = pipe.embed_prompts([prompt]).repeat(n, 1)
     uncond = torch.zeros_like(cond)
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
@@ -27,15 +29,11 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
     generator = torch.Generator().manual_seed(seed)
     scheduler.set_timesteps(steps)
     x = torch.randn((n, 3, size, size), generator=generator) * scheduler.init_noise_sigma
-    embeds = torch.cat([uncond, cond]) * pipe.decoder.config.get("condition_scale", 1.0)
-    if pipe.decoder.config.class_embed_type is not None:  # the embedding as class labels (a projection)
-        kwargs = {"class_labels": embeds}
-    else:  # Kandinsky 2.2's image embedding input (addition_embed_type "image")
-        kwargs = {"added_cond_kwargs": {"image_embeds": embeds}}
+    kwargs = decoder_condition(pipe.decoder, torch.cat([uncond, cond]))  # the UNet's own condition keywords
     with torch.inference_mode():
         for t in scheduler.timesteps:
             inp = scheduler.scale_model_input(torch.cat([x, x]), t)
-            eps_u, eps_c = pipe.decoder(inp, t, encoder_hidden_states=None, **kwargs).sample.chunk(2)
+            eps_u, eps_c = pipe.decoder(inp, t, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
     return (x / 2 + 0.5).clamp(0, 1), time.perf_counter() - start
 

@@ -20,7 +20,7 @@ from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
 from multimodal_train.config import DecoderSection, TrainConfig
 from multimodal_train.distributed import wrap_ddp
-from multimodal_train.embedding_cache import LazyClip
+from multimodal_train.embedding_cache import LazyClip, load_or_build
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import DiffusionObjective
 
@@ -53,8 +53,6 @@ class CachedBatches:
 
 def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: str,
                image_size: int) -> dict[str, np.ndarray]:
-    from multimodal_train.embedding_cache import load_or_build
-
     if not spec:
         raise UsageError("data.train is empty: give the training shards")
     folder = Path(cache_dir or Path(run_dir) / "cache")
