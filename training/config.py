@@ -44,6 +44,7 @@ class DataSection:
     caption_templates: list = field(default_factory=list)  # e.g. ["a photo of a {}"]; applied with caption_template_p
     caption_template_p: float = 0.0
     imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
+    imagenet_distill: float = 0.0  # weight of distilling the ImageNet classifier on the batch (needs imagenet_pairs)
 
 
 @dataclass
@@ -216,9 +217,9 @@ CHOICES = {"loss": ("clip", "siglip"), "precision": ("bf16", "fp32"), "device": 
 AT_LEAST_ONE = ("steps", "log_every", "checkpoint_every", "data.batch_size", "optim.accum_steps", "eval.batch_size",
                 "decoder.sample_steps", "prior.layers", "prior.hidden", "prior.cache_image_size")
 NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.image_size", "data.num_workers",
-                "data.shuffle_buffer", "data.imagenet_pairs", "optim.weight_decay", "optim.warmup_steps",
-                "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale", "decoder.snr_gamma",
-                "decoder.eval_images")
+                "data.shuffle_buffer", "data.imagenet_pairs", "data.imagenet_distill", "optim.weight_decay",
+                "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
+                "decoder.snr_gamma", "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
 UNIT_INTERVAL = ("data.caption_template_p", "decoder.cond_drop", "decoder.ema_decay")
 
@@ -241,6 +242,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             value = get(key)
             if not ok(value) or value != value:  # NaN fails every comparison but the second
                 raise UsageError(f"{key}={value!r}: must be {wanted}")
+    if cfg.data.imagenet_distill and not cfg.data.imagenet_pairs:
+        raise UsageError("data.imagenet_distill needs data.imagenet_pairs (the classes it distils over), e.g. 64")
     return cfg
 
 

@@ -78,11 +78,12 @@ class ContrastiveObjective(Objective):
     def _single(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             out = self.forward(images, tokens)
-            if self.extra_pairs is not None:
-                extra_image, extra_text = self.extra_pairs()
-                out["image_features"] = torch.cat([out["image_features"], extra_image])
-                out["text_features"] = torch.cat([out["text_features"], extra_text])
-            return loss_from_outputs(self.loss_fn, out)
+            if self.extra_pairs is None:
+                return loss_from_outputs(self.loss_fn, out)
+            extra_image, extra_text, extra_loss = self.extra_pairs(images, out["image_features"], out["logit_scale"])
+            out["image_features"] = torch.cat([out["image_features"], extra_image])
+            out["text_features"] = torch.cat([out["text_features"], extra_text])
+            return loss_from_outputs(self.loss_fn, out) + extra_loss
 
     def _cached(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Runs its own backward passes (one per micro-batch), so the loss it returns is detached."""
@@ -107,7 +108,10 @@ class ContrastiveObjective(Objective):
 
     def log_values(self) -> dict:
         scale = self.model.model.logit_scale.exp().item()
-        return {"logit_scale": scale, "temperature": 1.0 / scale}
+        values = {"logit_scale": scale, "temperature": 1.0 / scale}
+        if getattr(self.extra_pairs, "distill", 0):
+            values["distill"] = self.extra_pairs.last_distill
+        return values
 
 
 class DiffusionObjective(Objective):
