@@ -175,6 +175,11 @@ def test_imagenet_pseudo_pairs_need_the_efficientnet_tower():
     assert image.shape == text.shape == (5, lit.embed_dim)
     assert torch.allclose(image.norm(dim=-1), torch.ones(5), atol=1e-5)
     assert loss.item() == 0
+    glossed = ImageNetPairs(lit, 5, glosses=True)
+    texts = [text for _ in range(40) for text in glossed.texts(torch.tensor([281]))]  # tabby cat
+    assert any("tabby cat" in t for t in texts) and any("tabby." in t or "tabby," in t for t in texts)
+    assert any(t.endswith(", a cat with a grey or tawny coat mottled with black.") for t in texts)
+    assert any(t.endswith("cat.") for t in texts)  # half keep no gloss
 
 
 def test_imagenet_distillation_teaches_the_batch_its_teacher_classes():

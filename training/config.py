@@ -45,6 +45,7 @@ class DataSection:
     caption_template_p: float = 0.0
     imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
     imagenet_distill: float = 0.0  # weight of distilling the ImageNet classifier on the batch (needs imagenet_pairs)
+    imagenet_glosses: bool = False  # the pairs' captions also use WordNet synonyms and glosses, not only the name
 
 
 @dataclass
@@ -242,8 +243,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             value = get(key)
             if not ok(value) or value != value:  # NaN fails every comparison but the second
                 raise UsageError(f"{key}={value!r}: must be {wanted}")
-    if cfg.data.imagenet_distill and not cfg.data.imagenet_pairs:
-        raise UsageError("data.imagenet_distill needs data.imagenet_pairs (the classes it distils over), e.g. 64")
+    for key in ("imagenet_distill", "imagenet_glosses"):
+        if getattr(cfg.data, key) and not cfg.data.imagenet_pairs:
+            raise UsageError(f"data.{key} needs data.imagenet_pairs (how many ImageNet classes a step), e.g. 64")
     return cfg
 
 

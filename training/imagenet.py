@@ -22,7 +22,7 @@ class ImageNetPairs:
 
     TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
 
-    def __init__(self, model, per_step: int, distill: float = 0.0):
+    def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False):
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
         from multimodal.models.towers import effnet_lite0_imagenet_state_dict
@@ -33,6 +33,7 @@ class ImageNetPairs:
         state = effnet_lite0_imagenet_state_dict()
         self.vectors = state["classifier.weight"]  # [1000, 1280]
         self.names = list(IMAGENET_CLASSNAMES)
+        self.wordnet = wordnet_synonyms_and_glosses() if glosses else None
         self.teacher = self._teacher(state) if distill else None
         self.last_distill = 0.0
 
@@ -68,6 +69,21 @@ class ImageNetPairs:
         top = teacher_logits.argmax(-1).unique().cpu()
         return torch.cat([top, idx[~torch.isin(idx, top)]])[: max(self.per_step, len(top))]
 
+    def texts(self, idx: torch.Tensor) -> list[str]:
+        """A caption per class: a template around its name or, with `glosses`, around one of its WordNet synonyms,
+        and half the time followed by its WordNet gloss ("a photo of a tabby, a cat with a grey or tawny coat ...")."""
+        templates = torch.randint(0, len(self.TEMPLATES), (len(idx),)).tolist()
+        if self.wordnet is None:
+            return [self.TEMPLATES[t].format(self.names[i]) for i, t in zip(idx.tolist(), templates)]
+        draws = torch.rand(len(idx), 2).tolist()
+        texts = []
+        for i, t, (which, gloss_draw) in zip(idx.tolist(), templates, draws):
+            synonyms, gloss = self.wordnet[i]
+            names = [self.names[i], *(s for s in synonyms if s != self.names[i])]
+            text = self.TEMPLATES[t].format(names[int(which * len(names))])
+            texts.append(f"{text[:-1]}, {gloss}." if gloss_draw < 0.5 and gloss else text)
+        return texts
+
     def __call__(self, images: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
                  logit_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """images [B, 3, H, W] and their CLIP features [B, D] -> (pair image features [K, D], pair text features
@@ -77,8 +93,7 @@ class ImageNetPairs:
             with torch.no_grad():
                 teacher_logits = self.teach(images)  # [B, 1000]
         idx = self.classes(teacher_logits)
-        templates = torch.randint(0, len(self.TEMPLATES), (len(idx),))
-        texts = [self.TEMPLATES[t].format(self.names[i]) for i, t in zip(idx.tolist(), templates.tolist())]
+        texts = self.texts(idx)
         device = self.model.device
         pair_image = F.normalize(self.model.model.visual.head(self.vectors[idx].to(device)), dim=-1)
         pair_text = self.model.encode_text(self.model.tokenize(texts).to(device))
@@ -89,6 +104,17 @@ class ImageNetPairs:
             loss = self.distill * F.kl_div(student.float().log_softmax(-1), target, reduction="batchmean")
             self.last_distill = loss.item()
         return pair_image, pair_text, loss
+
+
+def wordnet_synonyms_and_glosses() -> list[tuple[list[str], str]]:
+    """Per ImageNet class, in the classifier's order: its WordNet synonyms and gloss (timm ships them)."""
+    from timm.data import ImageNetInfo
+
+    info, out = ImageNetInfo(), []
+    for i in range(1000):
+        lemmas, _, gloss = info.index_to_description(i, detailed=True).partition(": ")
+        out.append(([name.strip() for name in lemmas.split(",") if name.strip()], gloss.strip()))
+    return out
 
 
 def stages(trunk: torch.nn.Module) -> list[torch.nn.Module]:
