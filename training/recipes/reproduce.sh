@@ -19,8 +19,11 @@ mm shards corpus all --out data/corpus --quiet
 #    candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back by itself).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
-CLIP=runs/lit-v2/final
-done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto
+done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
+# CLIP v2 = the uniform soup of v1 and lit-v2 (same initialisation; recipes README, "The soup")
+done_ runs/soup-v1-v2 || python3 training/recipes/soup.py runs/lit-imagenet/final runs/lit-v2/final \
+    --out runs/soup-v1-v2/final
+CLIP=runs/soup-v1-v2/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
