@@ -15,12 +15,13 @@ from conftest import make_image
 from PIL import Image
 from test_data_writer import read_all
 
-from multimodal.cli.shards import CORPUS_HELP
+from multimodal.cli.shards import CORPUS_HELP, CORPUS_NAMES
 from multimodal.data.corpora import (
     CORPORA,
     build_corpus,
-    emojione,
+    corpus_module,
     fashion_mnist,
+    iconify,
     npm,
     openclipart,
     openmoji,
@@ -205,11 +206,30 @@ def test_emojione_icon_names_and_shared_keys(tmp_path):
     (root / "icons.json").write_text(json.dumps({"prefix": "emojione", "width": 72, "height": 72,
                                                  "icons": {k: {"body": v} for k, v in icons.items()}}))
     (root / "metadata.json").write_text(json.dumps({"categories": {"Food": ["red-apple"]}}))
-    items = {i.key: i for i in emojione.items(root, size=64)}
+    items = {i.key: i for i in iconify.EMOJIONE.items(root, size=64)}
     assert set(items) == {"red_apple_1f34e", "flag-for-elsewhere"}  # skin tone and the identical flag dropped
     apple = items["red_apple_1f34e"]
     assert (apple.caption, apple.labels, apple.meta["category"]) == ("red apple", ["red apple"], "Food")
     assert red_fraction(apple.image()) > 0.4
+
+
+@needs_rsvg
+def test_iconify_sets_match_glued_and_variant_names_to_the_shared_emoji_keys(tmp_path):
+    rect = SQUARE.split(">", 1)[1]
+    icons = {"alarmclock": "#f00", "baby-1": "#f01", "baby-2": "blue", "americasglobe": "green",  # glued, no emoji
+             "amazed-face": "#f02", "grinning-face-light-skin-tone": "peru"}
+    (tmp_path / "icons.json").write_text(json.dumps({"width": 48, "height": 48, "icons": {
+        name: {"body": rect.format(colour)} for name, colour in icons.items()}}))
+    items = {i.key: i for i in iconify.FXEMOJI.items(tmp_path, size=32)}
+    assert set(items) == {"alarm_clock_23f0", "baby_1f476_1", "baby_1f476_2", "amazed-face"}
+    assert [items[k].caption for k in sorted(items)] == ["alarm clock", "amazed face", "baby", "baby"]
+    assert {items[k].meta["split_key"] for k in ("baby_1f476_1", "baby_1f476_2")} == {"baby_1f476"}
+    assert items["alarm_clock_23f0"].meta["char"] == "\u23f0" and red_fraction(items["baby_1f476_1"].image()) > 0.4
+    assert corpus_module("fxemoji").LICENSE.startswith("Apache-2.0") and "CC-BY-SA" in iconify.EMOJIONE_V1.LICENSE
+    build_corpus("fxemoji", tmp_path / "out", root=tmp_path, size=32, progress=False)
+    held_out = is_held_out("baby_1f476")  # both variants land in the split of the emoji they draw
+    babies = read_all(tmp_path / "out" / "fxemoji" / ("eval" if held_out else "train"))
+    assert {"baby_1f476_1", "baby_1f476_2"} <= set(babies)
 
 
 @needs_rsvg
@@ -234,6 +254,7 @@ def test_icons_whitelist_sizes_and_license_per_sample(tmp_path):
 def test_every_corpus_can_be_named_on_the_command_line():
     from multimodal.cli import build_parser
 
+    assert CORPUS_NAMES == list(CORPORA)
     for name in CORPORA:
         assert build_parser().parse_args(["shards", "corpus", name, "--out", "x"]).names == [name]
         assert f"\n  {name} " in CORPUS_HELP

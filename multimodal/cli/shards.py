@@ -8,6 +8,10 @@ import sys
 
 from multimodal.cli import add_subcommand
 
+# the registry's names, spelled out so that `--help` does not import the corpus builders; a test keeps them equal
+CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "twemoji", "openmoji", "emojione", "icons",
+                "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis"]
+
 WRITE_HELP = """\
 Write webdataset .tar shards from one of these sources:
   - a folder of images, each with a caption in a same-stem .txt file (first non-empty line,
@@ -38,7 +42,11 @@ every emoji corpus. Sources (Debian packages, installed with apt-get, and npm pa
   twemoji        emoji-datasource-twitter (npm)      caption: emoji name             (CC-BY-4.0)
   openmoji       openmoji (npm)                      caption: CLDR annotation        (CC-BY-SA-4.0)
   emojione       @iconify-json/emojione (npm)        caption: icon name              (CC-BY-4.0)
-  icons          tango-icon-theme + oxygen-icon-theme  whitelisted icons of things   (public domain / LGPL-3+)"""
+  icons          tango-icon-theme + oxygen-icon-theme  whitelisted icons of things   (public domain / LGPL-3+)
+  emojione-v1    @iconify-json/emojione-v1 (npm)     caption: CLDR name or icon name (CC-BY-SA-4.0)
+  noto-v1        @iconify-json/noto-v1 (npm)         caption: CLDR name or icon name (Apache-2.0)
+  fxemoji        @iconify-json/fxemoji (npm)         caption: CLDR name              (Apache-2.0)
+  streamline-emojis  @iconify-json/streamline-emojis (npm)  caption: CLDR or icon name  (CC-BY-4.0)"""
 
 
 def register(sub) -> None:
@@ -73,10 +81,9 @@ def register(sub) -> None:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run_check)
 
-    b = add_subcommand(ssub, "corpus", "build the offline corpora (clip-art, Tux Paint, emoji in four styles, icons, "
+    b = add_subcommand(ssub, "corpus", "build the offline corpora (clip-art, Tux Paint, emoji in eight styles, icons, "
                        "Fashion-MNIST)", CORPUS_HELP)
-    b.add_argument("names", nargs="+", choices=["openclipart", "tuxpaint", "emoji", "fashion-mnist", "twemoji",
-                                              "openmoji", "emojione", "icons", "all"],
+    b.add_argument("names", nargs="+", choices=[*CORPUS_NAMES, "all"],
                    help="which corpora to build (all: every one)")
     b.add_argument("--out", required=True, help="output folder; each corpus goes to OUT/NAME/{train,eval}")
     b.add_argument("--max-side", type=int, default=256, help="downscale images whose longer side is larger")

@@ -1,8 +1,9 @@
 """Builders that turn the offline sources (Debian and PyPI packages) into captioned shards.
 
-Each builder module exposes `NAME`, `LICENSE`, `SOURCE` (what to install) and `items()`, which
-returns `SourceItem`s with the license in their metadata. `build_corpus` splits the items by a
-stable hash of their key (see `multimodal.data.split`) and writes OUT/NAME/train and OUT/NAME/eval.
+Each builder (a module, or an `IconSet` for the Iconify emoji packages) exposes `NAME`, `LICENSE`,
+`SOURCE` (what to install) and `items()`, which returns `SourceItem`s with the license in their
+metadata. `build_corpus` splits the items by a stable hash of their key (or of `meta["split_key"]`;
+see `multimodal.data.split`) and writes OUT/NAME/train and OUT/NAME/eval.
 """
 
 from __future__ import annotations
@@ -23,15 +24,22 @@ CORPORA = {
     "fashion-mnist": "multimodal.data.corpora.fashion_mnist",
     "twemoji": "multimodal.data.corpora.twemoji",
     "openmoji": "multimodal.data.corpora.openmoji",
-    "emojione": "multimodal.data.corpora.emojione",
+    "emojione": "multimodal.data.corpora.iconify:EMOJIONE",
     "icons": "multimodal.data.corpora.icons",
+    "emojione-v1": "multimodal.data.corpora.iconify:EMOJIONE_V1",
+    "noto-v1": "multimodal.data.corpora.iconify:NOTO_V1",
+    "fxemoji": "multimodal.data.corpora.iconify:FXEMOJI",
+    "streamline-emojis": "multimodal.data.corpora.iconify:STREAMLINE_EMOJIS",
 }
 
 
 def corpus_module(name: str):
+    """The builder of a corpus: a module, or an object in one ("module:ATTR"), with NAME, LICENSE, SOURCE, items()."""
     if name not in CORPORA:
         raise UsageError(f"unknown corpus {name!r}; choose from {list(CORPORA)}")
-    return importlib.import_module(CORPORA[name])
+    module, _, attr = CORPORA[name].partition(":")
+    module = importlib.import_module(module)
+    return getattr(module, attr) if attr else module
 
 
 def require(path: Path, what: str, install: str) -> Path:
@@ -62,7 +70,7 @@ def build_corpus(name: str, out: str | Path, *, max_side: int | None = 256, shar
         item.meta.setdefault("corpus", name)
     splits = {"train": [], "eval": []}
     for item in items:
-        splits[split_of(item.key)].append(item)
+        splits[split_of(item.meta.get("split_key", item.key))].append(item)  # variants split with their original
     reports = {}
     for split, split_items in splits.items():
         extra = {"corpus": name, "split": split, "license": module.LICENSE, "source": module.SOURCE,

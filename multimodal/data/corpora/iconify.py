@@ -1,0 +1,114 @@
+"""Emoji sets in npm's Iconify JSON packages (SVG bodies inside icons.json), rendered with rsvg-convert and
+captioned with their names. One `IconSet` per package; each is a corpus (see `CORPORA`). Skin tones are left out."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from multimodal.data.corpora import require
+from multimodal.data.corpora.emoji import emoji_name
+from multimodal.data.corpora.emoji_keys import chars_by_name, emoji_key, qualified
+from multimodal.data.corpora.npm import NPM_CACHE, npm_package, pack_command
+from multimodal.data.corpora.svg import RENDER_SIZE, render_svg, require_rsvg
+from multimodal.data.sources import SourceItem, make_key
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="{left} {top} {width} {height}">{body}</svg>'
+BOX_DEFAULTS = {"left": 0, "top": 0, "width": 16, "height": 16}  # Iconify's defaults
+VARIANT = re.compile(r"-\d+$")  # Streamline's 'baby-1', 'baby-2': drawings of the same emoji
+
+
+def icon_svg(icon: dict, icon_set: dict) -> bytes:
+    """A standalone SVG document from an Iconify icon; its box falls back to the set's, then Iconify's defaults."""
+    box = {k: icon.get(k, icon_set.get(k, default)) for k, default in BOX_DEFAULTS.items()}
+    return SVG.format(body=icon["body"], **box).encode()
+
+
+def categories(root: Path) -> dict[str, str]:
+    path = root / "metadata.json"
+    cats = json.loads(path.read_text(encoding="utf-8")).get("categories", {}) if path.is_file() else {}
+    return {icon: cat for cat, icons in cats.items() for icon in icons}
+
+
+def compact(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@functools.lru_cache(maxsize=1)
+def chars_by_compact_name() -> dict[str, str]:
+    """Emoji by their CLDR name, their `emoji` package aliases and (one code point) their Unicode character name,
+    each without spaces or punctuation: how sets that glue words ('alarmclock') name their icons."""
+    out: dict[str, str] = {}
+    for char, data in qualified().values():
+        names = [emoji_name(data), *(alias.strip(":") for alias in data.get("alias", []))]
+        base = char.replace("\ufe0f", "")
+        if len(base) == 1:
+            names.append(unicodedata.name(base, ""))
+        for name in names:
+            out.setdefault(compact(name), char)
+    return out
+
+
+@dataclass(frozen=True)
+class IconSet:
+    NAME: str
+    PACKAGE: str
+    VERSION: str
+    LICENSE: str
+    loose_names: bool = True  # False keeps EmojiOne 2.3's exact-name keys, so its published split stays as it is
+
+    @property
+    def SOURCE(self) -> str:  # noqa: N802 - the corpus-module interface's name
+        return (f"{pack_command(self.PACKAGE, self.VERSION)}, unpacked into {NPM_CACHE}/{self.PACKAGE} (done on the "
+                "first build); apt-get install librsvg2-bin")
+
+    def match(self, icon_name: str) -> tuple[str | None, str | None]:
+        """(emoji, caption) of an icon name; the caption is None when the name is unreadable and matches no emoji."""
+        name = icon_name.replace("-", " ")
+        if not self.loose_names:
+            return chars_by_name().get(name), name
+        base = VARIANT.sub("", icon_name)
+        char = chars_by_name().get(base.replace("-", " ")) or chars_by_compact_name().get(compact(base))
+        if char:
+            return char, emoji_name(qualified()[char.replace("\ufe0f", "")][1]).lower()
+        return None, base.replace("-", " ") if "-" in base else None
+
+    def items(self, root: Path | None = None, cache: Path = NPM_CACHE, size: int = RENDER_SIZE) -> list[SourceItem]:
+        require_rsvg()
+        root = Path(root) if root else npm_package(self.PACKAGE, self.VERSION, cache)
+        icon_set = json.loads(require(root / "icons.json", "icons.json", self.SOURCE).read_text(encoding="utf-8"))
+        category = categories(root)
+        seen: set[str] = set()
+        out = []
+        for icon_name, icon in sorted(icon_set["icons"].items()):
+            svg = icon_svg(icon, icon_set)
+            digest = hashlib.sha1(svg).hexdigest()
+            char, caption = self.match(icon_name)
+            if "skin-tone" in icon_name or icon.get("hidden") or digest in seen or caption is None:
+                continue
+            seen.add(digest)
+            # an emoji's key is the `emoji` corpus's, and so is its split; a variant ('baby-2') splits with its emoji
+            base = VARIANT.sub("", icon_name) if self.loose_names else icon_name
+            split_key = emoji_key(char, caption) if char else make_key(base)
+            key = split_key if base == icon_name else f"{split_key}_{icon_name.rsplit('-', 1)[1]}"
+            meta = {"source": f"{root / 'icons.json'}#{icon_name}", "icon": icon_name, "char": char,
+                    "category": category.get(icon_name), "split_key": split_key}
+            out.append(SourceItem(key, caption, functools.partial(render_svg, svg, size), [caption], meta))
+        return sorted(out, key=lambda item: item.key)
+
+
+EMOJIONE = IconSet("emojione", "@iconify-json/emojione", "1.2.3",
+                   "CC-BY-4.0 (EmojiOne 2.3 by Emoji One; npm @iconify-json/emojione 1.2.3)", loose_names=False)
+EMOJIONE_V1 = IconSet("emojione-v1", "@iconify-json/emojione-v1", "1.2.3",
+                      "CC-BY-SA-4.0 (EmojiOne v1 by Emoji One; npm @iconify-json/emojione-v1 1.2.3)")
+NOTO_V1 = IconSet("noto-v1", "@iconify-json/noto-v1", "1.2.5",
+                  "Apache-2.0 (Noto Emoji v1 by Google Inc; npm @iconify-json/noto-v1 1.2.5)")
+FXEMOJI = IconSet("fxemoji", "@iconify-json/fxemoji", "1.2.2",
+                  "Apache-2.0 (FxEmoji, Firefox OS emoji, by Mozilla; npm @iconify-json/fxemoji 1.2.2)")
+STREAMLINE_EMOJIS = IconSet("streamline-emojis", "@iconify-json/streamline-emojis", "1.2.4",
+                            "CC-BY-4.0 (Streamline Emojis by Streamline; npm @iconify-json/streamline-emojis 1.2.4)")
