@@ -82,8 +82,9 @@ def test_fused_adamw_and_torch_compile_train_the_same_weights(labelled_shards, t
 
     weights = {}
     for name, extra in (("plain", ("optim.fused=false",)), ("fast", ("optim.fused=true", "model.compile=true"))):
+        # fp32: under bf16 autocast the compiled graph rounds differently (1.5e-3 after 3 steps on a bf16 CPU)
         train_cli(*overrides(labelled_shards, tmp_path / name, "steps=3", "eval.every=0", "checkpoint_every=100",
-                             *extra))
+                             "precision=fp32", *extra))
         weights[name] = mm.from_pretrained(tmp_path / name / "final").state_dict()
     assert max((weights["plain"][k] - weights["fast"][k]).abs().max().item() for k in weights["plain"]) < 1e-4
 
