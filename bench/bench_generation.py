@@ -51,10 +51,11 @@ def main() -> None:
 
     from multimodal.evaluation.generation import generation_metrics, pick_prompts
     from multimodal.generation import TextToImagePipeline
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    prompt, n, steps, guidance, seed = "a red apple", 4, 20, 3.0, 0
+    prompt, n, steps, guidance, seed = "a red apple", 4, 20, DEFAULT_GUIDANCE, 0
 
     ours_times, plain_times = [], []
     for _ in range(args.repeats):

@@ -254,6 +254,8 @@ def tag_tab(demo: Demo) -> None:
 
 
 def build_app(demo: Demo) -> gr.Blocks:
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE, DEFAULT_VARIATION_GUIDANCE
+
     limits = demo.limits
     # Gradio deletes uploads and its copies of outputs once older than cache_seconds, and all of them at stop
     delete_cache = (max(1, limits.cache_seconds // 4), limits.cache_seconds)
@@ -267,7 +269,7 @@ def build_app(demo: Demo) -> gr.Blocks:
                 with gr.Column():
                     prompt = gr.Textbox(label="prompt", placeholder="a red apple", max_length=limits.max_prompt_chars)
                     negative = gr.Textbox(label="negative prompt")
-                    n_images, steps, guidance, seed = sampling_controls(limits)
+                    n_images, steps, guidance, seed = sampling_controls(limits, DEFAULT_GUIDANCE)
                     generate_button = gr.Button("Generate", variant="primary")
                 with gr.Column():
                     gallery = gr.Gallery(label="images", columns=4, elem_id="gallery")
@@ -278,7 +280,7 @@ def build_app(demo: Demo) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     var_image, var_preview = image_input("image")
-                    var_n, var_steps, var_guidance, var_seed = sampling_controls(limits)
+                    var_n, var_steps, var_guidance, var_seed = sampling_controls(limits, DEFAULT_VARIATION_GUIDANCE)
                     var_button = gr.Button("Make variations", variant="primary")
                 with gr.Column():
                     var_gallery = gr.Gallery(label="variations", columns=4)

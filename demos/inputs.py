@@ -26,7 +26,7 @@ class Limits:
     max_sessions: int = 256  # sessions whose examples are kept (the oldest go first)
     max_pixels: int = 24_000_000  # refused from the header, before any decoding
     max_upload: str = "10mb"
-    max_guidance: float = 10.0
+    max_guidance: float = 15.0
     max_results: int = 24
     max_seed: int = 2**32 - 1
     cache_seconds: int = 3600  # uploads, Gradio's copies of outputs and our own outputs are deleted at this age
@@ -77,9 +77,11 @@ def image_input(label: str):
     return upload, preview
 
 
-def sampling_controls(limits: Limits):
-    """Images, steps, guidance and seed inputs; the sliders stop at the limits, so the page cannot ask for more."""
+def sampling_controls(limits: Limits, guidance: float):
+    """Images, steps, guidance (starting at `guidance`) and seed inputs; the sliders stop at the limits, so the page
+    cannot ask for more."""
     return (as_sent(gr.Slider(1, limits.max_images, value=min(4, limits.max_images), step=1, label="images")),
             as_sent(gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps")),
-            as_sent(gr.Slider(0, limits.max_guidance, value=3, step=0.5, label="guidance scale")),
+            as_sent(gr.Slider(0, limits.max_guidance, value=min(guidance, limits.max_guidance), step=0.5,
+                              label="guidance scale")),
             as_sent(gr.Number(value=-1, precision=0, label="seed (-1 = random)")))

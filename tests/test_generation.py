@@ -1,5 +1,6 @@
 """The decoder, prior and TextToImagePipeline on tiny real components (a seeded tiny CLIP, a 32 px UNet)."""
 
+import inspect
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+from PIL import Image
 from torch.nn import functional as F
 
 import multimodal as mm
@@ -62,6 +64,24 @@ def test_guidance_scale_one_is_plain_conditional_sampling(pipe):
     plain = reference_loop(pipe, DPMSolverMultistepScheduler.from_config(pipe.scheduler.config), 1.0)
     assert np.abs(images - plain).max() < 1e-6
     assert np.abs(generate(pipe, guidance_scale=3.0) - images).max() > 1e-4  # guidance does change the result
+
+
+def test_the_cli_and_the_api_share_one_default_guidance(pipe, tmp_path):
+    """`multimodal generate` without --guidance samples at the pipeline's DEFAULT_GUIDANCE, like the Python API."""
+    from multimodal.cli import main
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE
+
+    assert inspect.signature(TextToImagePipeline.__call__).parameters["guidance_scale"].default == DEFAULT_GUIDANCE
+    pipe.save_pretrained(tmp_path / "pipe")
+    outputs = {}
+    runs = {"default": [], "explicit": ["--guidance", str(DEFAULT_GUIDANCE)], "one": ["--guidance", "1"]}
+    for name, extra in runs.items():
+        assert main(["generate", "a red apple", "--model", str(tmp_path / "pipe"), "--steps", "3", "--seed", "0",
+                     "--out", str(tmp_path / name), *extra]) == 0
+        (png,) = (tmp_path / name).glob("*.png")
+        outputs[name] = np.asarray(Image.open(png), dtype=np.int16)
+    assert np.array_equal(outputs["default"], outputs["explicit"])
+    assert np.abs(outputs["default"] - outputs["one"]).max() > 0
 
 
 def test_save_load_round_trip_same_images(pipe, tmp_path):

@@ -33,7 +33,8 @@ def register(sub) -> None:
     g = p.add_argument_group("generation")
     g.add_argument("--num-prompts", type=positive_int, default=64, help="held-out captions used as prompts (distinct)")
     g.add_argument("--steps", default="20", help="comma-separated step counts, e.g. 10,20,50")
-    g.add_argument("--guidance", default="3.0", help="comma-separated guidance scales, e.g. 1.5,3")
+    g.add_argument("--guidance", default=None, help="comma-separated guidance scales, e.g. 3,8 (default: the "
+                   "pipeline's default guidance)")
     g.add_argument("--judge", default=None, help="CLIP that scores the images (default: the pipeline's own)")
     g.add_argument("--grid-dir", default=None, help="save a PNG grid of the generated images per setting here")
     g.add_argument("--no-text", action="store_true", help="skip the text->image metrics (prior + decoder)")
@@ -90,6 +91,7 @@ def format_table(results: dict) -> str:
 def run_generation(args) -> int:
     from multimodal.evaluation.generation import decoder_diagnostics
     from multimodal.generation import EmbeddingPrior, TextToImagePipeline
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE
     from multimodal.models import from_pretrained
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
@@ -97,7 +99,8 @@ def run_generation(args) -> int:
     if args.no_prior:
         pipe.prior = EmbeddingPrior.identity(pipe.clip.embed_dim)
     judge = from_pretrained(args.judge) if args.judge else pipe.clip
-    settings = [(int(s), float(g)) for s in args.steps.split(",") for g in args.guidance.split(",")]
+    scales = (args.guidance or str(DEFAULT_GUIDANCE)).split(",")
+    settings = [(int(s), float(g)) for s in args.steps.split(",") for g in scales]
     rows, diagnostics = [], []
     for name, spec in parse_sets(args.data).items():
         if args.reconstruction or args.sensitivity:

@@ -12,7 +12,7 @@ GENERATE_HELP = """\
 Generate images from a prompt: CLIP text embedding -> prior -> CLIP image embedding -> diffusion
 decoder (DPM-Solver++ by default). Images are written as PNG files to --out; the seed is printed, so
 any result can be made again with --seed.
-  multimodal generate "a red apple" --num-images 4 --steps 20 --guidance 3 --seed 0"""
+  multimodal generate "a red apple" --num-images 4 --steps 20 --guidance 8 --seed 0"""
 
 
 def register(sub) -> None:
@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="generated", help="output folder for PNG files")
     p.add_argument("--num-images", type=positive_int, default=1, help="images to generate for the prompt")
     p.add_argument("--steps", type=positive_int, default=20, help="denoising steps")
-    p.add_argument("--guidance", type=finite_float, default=3.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--guidance", type=finite_float, default=None,
+                   help="classifier-free guidance scale (1 = none; default: the pipeline's own, 8)")
     p.add_argument("--seed", type=int, default=None, help="random seed (a random one is drawn and printed if omitted)")
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
     p.set_defaults(func=run)
@@ -40,8 +41,9 @@ def run(args) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty(), desc="denoising")
+    guidance = {} if args.guidance is None else {"guidance_scale": args.guidance}
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
-                  guidance_scale=args.guidance, num_images_per_prompt=args.num_images,
+                  num_images_per_prompt=args.num_images, **guidance,
                   generator=torch.Generator().manual_seed(seed)).images
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

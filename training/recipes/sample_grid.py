@@ -1,4 +1,5 @@
-"""What a person sees from a text-to-image pipeline (the shipped `builtin` by default), fixed seeds, 20 steps:
+"""What a person sees from a text-to-image pipeline (the shipped `builtin` by default), fixed seeds, 20 steps and
+the pipeline's default guidance:
 
     --out             the sample grid (assets/samples.png): sixteen everyday prompts
     --everyday-out    twelve one-object prompts, each image re-tagged 12-way by the shipped tagger; prints the score
@@ -65,12 +66,15 @@ def main() -> None:
     parser.add_argument("--out", default="assets/samples.png", help="the sample grid PNG ('' to skip)")
     parser.add_argument("--everyday-out", default="", help="also score the everyday prompts; their grid PNG")
     parser.add_argument("--variations-out", default="", help="also make variations of three photos; their grid PNG")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the pipeline's own)")
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
     from multimodal.generation.grid import captioned_grid
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE
 
+    args.guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     if args.out:
