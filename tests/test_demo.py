@@ -410,7 +410,7 @@ def test_out_of_range_numbers_are_refused_naming_the_input_and_the_limit(client)
 
     for args, words in [((99, 2, 3.0, 1), "number of images must be from 1 to 3, got 99"),
                         ((0, 2, 3.0, 1), "number of images must be from 1 to 3, got 0"),
-                        ((1, 2, 10.5, 1), "guidance scale must be from 0 to 10, got 10.5"),
+                        ((1, 2, 15.5, 1), "guidance scale must be from 0 to 15, got 15.5"),
                         ((1, 2.5, 3.0, 1), "steps must be a whole number, got 2.5"),
                         ((1, 2, 3.0, -7), "seed must be from -1 .*, got -7")]:
         with pytest.raises(AppError, match=words):
