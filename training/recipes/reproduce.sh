@@ -52,8 +52,8 @@ sets=(--data emoji=data/corpus/emoji/eval --data twemoji=data/corpus/twemoji/eva
       --data icons=data/corpus/icons/eval --data skimage=data/eval/skimage)
 mm eval zeroshot --model builtin "${sets[@]}" --out runs/eval/zeroshot.json
 mm eval retrieval --model builtin "${sets[@]}" --out runs/eval/retrieval.json
-mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 10,20,50 \
-    --guidance 1.5,3 --grid-dir runs/eval/grids --out runs/eval/generation.json
+mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 20 \
+    --guidance 3,8 --grid-dir runs/eval/grids --out runs/eval/generation.json
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
