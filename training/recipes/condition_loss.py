@@ -14,11 +14,11 @@ import argparse
 import numpy as np
 import torch
 
-TIMESTEPS = (100, 300, 500, 700, 900)
+from multimodal.evaluation.generation import SENSITIVITY_TIMESTEPS
 
 
 @torch.no_grad()
-def condition_loss(pipe, images, timesteps=TIMESTEPS, seed: int = 0) -> dict[int, dict[str, float]]:
+def condition_loss(pipe, images, timesteps=SENSITIVITY_TIMESTEPS, seed: int = 0) -> dict[int, dict[str, float]]:
     """{t: {"right", "shuffled", "null": mean squared error of the decoder's prediction}} on these PIL images."""
     from diffusers import DDPMScheduler
 
