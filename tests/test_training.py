@@ -227,7 +227,7 @@ def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
 BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim"), ("steps=-5", "steps"),
               ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"),
               ("data.caption_template_p=2", "template_p"),
-              ("data.imagenet_distill=1", "imagenet_pairs")]
+              ("data.imagenet_distill=1", "imagenet_pairs"), ("data.augment_cfg={colour_jitter: 0.4}", "colour_jitter")]
 
 
 @pytest.mark.parametrize("override, named", BAD_VALUES)
@@ -238,3 +238,20 @@ def test_impossible_config_values_exit_2_with_one_line(override, named, tmp_path
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_augment_cfg_reaches_the_training_transform(labelled_shards, tmp_path):
+    """open_clip's AugmentationCfg keys in data.augment_cfg shape the reader's transform (crop scale, colour jitter)."""
+    from multimodal.distributed import DistInfo
+    from multimodal_train.clip import build_model, make_data
+
+    def pil_steps(extra: list[str]) -> list:
+        cfg = load_config("tiny-ci", [f"run_dir={tmp_path}", f"data.train={labelled_shards / 'train'}",
+                                      "data.num_workers=0", *extra])
+        return make_data(cfg, build_model(cfg), DistInfo()).reader._dataset_kwargs["image_transform"].transforms
+
+    default = pil_steps([])
+    assert default[0].scale == (0.9, 1.0) and "color_jitter" not in [type(t).__name__ for t in default]
+    strong = pil_steps(["data.augment_cfg={scale: [0.4, 1.0], color_jitter: [0.3, 0.3, 0.3, 0.0], "
+                        "color_jitter_prob: 1.0}"])
+    assert tuple(strong[0].scale) == (0.4, 1.0) and "color_jitter" in [type(t).__name__ for t in strong]

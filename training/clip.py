@@ -83,7 +83,8 @@ def make_data(cfg: TrainConfig, model, info: DistInfo) -> StepBatches:
 
     if not cfg.data.train:
         raise UsageError("data.train is empty: give the training shards, e.g. data.train=data/corpus/emoji/train")
-    reader = ShardReader(cfg.data.train, image_transform=model.image_transform(train=cfg.data.augment),
+    transform = model.image_transform(train=cfg.data.augment, aug_cfg=cfg.data.augment_cfg or None)
+    reader = ShardReader(cfg.data.train, image_transform=transform,
                          tokenizer=model.tokenizer, batch_size=cfg.data.batch_size, train=True, seed=cfg.seed,
                          num_workers=cfg.data.num_workers, shuffle_buffer=cfg.data.shuffle_buffer, rank=info.rank,
                          world_size=info.world_size, device=info.device,

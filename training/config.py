@@ -41,6 +41,9 @@ class DataSection:
     num_workers: int = 2
     shuffle_buffer: int = 1000
     augment: bool = True  # open_clip's training transform (random resized crop)
+    # open_clip's AugmentationCfg on top (scale, color_jitter, color_jitter_prob, gray_scale_prob, re_prob, use_timm);
+    # empty keeps open_clip's default, a random resized crop of scale (0.9, 1.0)
+    augment_cfg: dict = field(default_factory=dict)
     caption_templates: list = field(default_factory=list)  # e.g. ["a photo of a {}"]; applied with caption_template_p
     caption_template_p: float = 0.0
     imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
@@ -246,6 +249,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("imagenet_distill", "imagenet_glosses"):
         if getattr(cfg.data, key) and not cfg.data.imagenet_pairs:
             raise UsageError(f"data.{key} needs data.imagenet_pairs (how many ImageNet classes a step), e.g. 64")
+    if cfg.data.augment_cfg:
+        from open_clip.transform import AugmentationCfg
+
+        known = set(AugmentationCfg.__dataclass_fields__)
+        if unknown := sorted(set(cfg.data.augment_cfg) - known):
+            raise UsageError(f"data.augment_cfg: unknown keys {unknown}; open_clip's AugmentationCfg has "
+                             f"{sorted(known)}")
     return cfg
 
 

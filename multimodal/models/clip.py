@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -186,7 +187,9 @@ class CLIPModel(ModelMixin, ConfigMixin):
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.spec.preprocess_cfg.items()}
-        return image_transform_v2(PreprocessCfg(**fields), is_train=train, aug_cfg=aug_cfg)
+        with warnings.catch_warnings():  # open_clip warns that colour jitter is unused, then applies it
+            warnings.filterwarnings("ignore", message="Unused augmentation cfg items")
+            return image_transform_v2(PreprocessCfg(**fields), is_train=train, aug_cfg=aug_cfg)
 
     @property
     def preprocess(self) -> Callable:
