@@ -248,7 +248,7 @@ def test_augment_cfg_reaches_the_training_transform(labelled_shards, tmp_path):
     def pil_steps(extra: list[str]) -> list:
         cfg = load_config("tiny-ci", [f"run_dir={tmp_path}", f"data.train={labelled_shards / 'train'}",
                                       "data.num_workers=0", *extra])
-        return make_data(cfg, build_model(cfg), DistInfo()).reader._dataset_kwargs["image_transform"].transforms
+        return make_data(cfg, build_model(cfg), DistInfo()).reader.image_transform.transforms
 
     default = pil_steps([])
     assert default[0].scale == (0.9, 1.0) and "color_jitter" not in [type(t).__name__ for t in default]

@@ -234,6 +234,7 @@ class ShardReader:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         self.urls = expand_urls(spec)
         self.train = train
+        self.image_transform = image_transform
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
         joined = current(torch.device("cpu"))  # this process's place under torchrun, else rank 0 of 1
