@@ -58,6 +58,35 @@ def test_config_from_yaml_and_typed_overrides():
         load_config("tiny-ci", ["steps=many"])
     with pytest.raises(FileNotFoundError, match="recipes:"):
         load_config("no-such-recipe")
+    aug = load_config("tiny-ci", ["data.augment_cfg={scale: [0.4, 1], color_jitter: 0.3}"]).data.augment_cfg
+    assert aug == {"scale": [0.4, 1], "color_jitter": 0.3}  # open_clip takes YAML's lists for its tuples
+    with pytest.raises(TypeError, match=r"augment_cfg.scale: expected 2 values"):
+        load_config("tiny-ci", ["data.augment_cfg={scale: [0.4]}"])
+
+
+def test_recipe_base_is_updated_section_by_section(tmp_path):
+    """`base: OTHER` starts from OTHER; a section merges key by key, a value inside it replaces the base's whole."""
+    child = tmp_path / "child.yaml"
+    child.write_text("base: tiny-ci\nsteps: 3\noptim: {lr: 0.01}\neval: {zeroshot: {only: some/shards}}\n")
+    base, cfg = load_config("tiny-ci"), load_config(str(child), ["optim.warmup_steps=2"])
+    assert (cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) == (3, 0.01, 2)
+    assert cfg.optim.weight_decay == base.optim.weight_decay and cfg.data == base.data
+    assert cfg.eval.zeroshot == {"only": "some/shards"}
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ValueError, match="comes back to itself"):
+        load_config(str(tmp_path / "a.yaml"))
+
+
+def test_shipped_recipes_resolve():
+    """Every recipe in training/configs, `base:` chains included, loads and passes validation."""
+    from multimodal_train.config import RECIPES_DIR
+
+    recipes = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    assert {"lit-v4", "lit-v5", "tiny-ci"} <= set(recipes)
+    for name in recipes:
+        load_config(name)
+    assert load_config("lit-v5").data.upsampling_factors == load_config("lit-v3").data.upsampling_factors
 
 
 def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):

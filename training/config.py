@@ -4,6 +4,7 @@
 
 A recipe is a YAML file, or the name of one in training/configs/. Override values are parsed as
 YAML (so `1e-3`, `true`, `[a, b]` get their types) and then checked against the field's type.
+A recipe can start from another with `base: OTHER` and list only what it changes.
 """
 
 from __future__ import annotations
@@ -163,6 +164,14 @@ def _check_type(value, annotation, where: str):
             pass
     if target is type(None) and value is None:
         return None
+    if target is tuple and isinstance(value, (list, tuple)):  # YAML has no tuples: a list of the right shape is one
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if args and len(args) != len(value):
+            raise ConfigTypeError(f"{where}: expected {len(args)} values, got {value!r}")
+        args = args or (object,) * len(value)
+        return tuple(_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if not isinstance(value, target) or (target is int and isinstance(value, bool)):
         raise ConfigTypeError(f"{where}: expected {getattr(target, '__name__', target)}, got {value!r}")
     return value
@@ -252,15 +261,35 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.data.augment_cfg:
         from open_clip.transform import AugmentationCfg
 
-        known = set(AugmentationCfg.__dataclass_fields__)
-        if unknown := sorted(set(cfg.data.augment_cfg) - known):
-            raise UsageError(f"data.augment_cfg: unknown keys {unknown}; open_clip's AugmentationCfg has "
-                             f"{sorted(known)}")
+        from_dict(AugmentationCfg, cfg.data.augment_cfg, "data.augment_cfg.")  # unknown keys and wrong types
     return cfg
 
 
+def read_recipe(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
+    """A recipe's YAML as a dict; `base: OTHER` starts from recipe OTHER, whose sections this one's keys update."""
+    path = recipe_path(name_or_path)
+    if str(path) in seen:
+        raise UsageError(f"recipe {name_or_path!r}: its `base:` chain comes back to itself ({' -> '.join(seen)})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path}: expected a mapping of config keys, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UsageError(f"recipe {path}: `base:` must name one recipe, got {base!r}")
+    return merge(read_recipe(base, (*seen, str(path))), data)
+
+
+def merge(base: dict, update: dict) -> dict:
+    """`base` with `update`'s keys: a section (model, data, ...) merges key by key; inside it, and at the top,
+    a value replaces the base's whole (a new `eval.zeroshot` mapping is the new list of sets, not an addition)."""
+    return base | {key: base[key] | value if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+                   for key, value in update.items()}
+
+
 def load_config(name_or_path: str | None, overrides: list[str] = (), cls=TrainConfig):
-    data = yaml.safe_load(recipe_path(name_or_path).read_text()) or {} if name_or_path else {}
+    data = read_recipe(name_or_path) if name_or_path else {}
     for override in overrides:
         apply_override(data, override)
     config = from_dict(cls, data)
