@@ -103,7 +103,17 @@ def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
     assert (run_dir / "curves.png").stat().st_size > 10_000 and any((run_dir / "tb").iterdir())
     import multimodal as mm
 
-    assert mm.from_pretrained(run_dir / "final").config["name"] == "tiny"
+    final = mm.from_pretrained(run_dir / "final")
+    assert final.config["name"] == "tiny"
+    # a checkpoint is a soup ingredient too: rebuilt from the config it holds, averaged with the final weights
+    ckpt = run_dir / "checkpoints" / "step-00000004.ckpt"
+    soup = subprocess.run([sys.executable, "training/recipes/soup.py", str(run_dir / "final"), str(ckpt),
+                           "--out", str(tmp_path / "soup")], capture_output=True, text=True, timeout=300)
+    assert soup.returncode == 0, soup.stderr[-2000:]
+    early, mixed = load_checkpoint(ckpt)["model"], mm.from_pretrained(tmp_path / "soup").state_dict()
+    late = final.state_dict()["model.text_projection"]
+    assert not torch.equal(early["model.text_projection"], late)
+    assert torch.allclose(mixed["model.text_projection"], (early["model.text_projection"] + late) / 2)
 
 
 def test_fused_adamw_and_torch_compile_train_the_same_weights(labelled_shards, tmp_path):

@@ -1,6 +1,9 @@
 """Average the weights of CLIP models of one architecture (a uniform model soup, Wortsman et al. 2022).
 
     python training/recipes/soup.py assets/builtin/clip runs/lit-v2/final --out runs/soup/final
+    python training/recipes/soup.py runs/lit-v5/final runs/lit-v5/checkpoints/step-00000300.ckpt --out ...
+
+A CLIP trainer's checkpoint (.ckpt) counts as a model: it is rebuilt from the config it holds.
 
 Models trained from the same initialisation (same config and seed) on different data keep a shared basin when
 their towers stay mostly locked, so the average keeps much of what each learned; it needs no training.
@@ -9,24 +12,25 @@ their towers stay mostly locked, so the average keeps much of what each learned;
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import torch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="model folders (or names) of the same architecture")
+    parser.add_argument("models", nargs="+", help="model folders, names or CLIP training checkpoints (.ckpt) of the "
+                        "same architecture")
     parser.add_argument("--weights", default=None, help="comma-separated mixing weights (default: uniform)")
     parser.add_argument("--out", required=True, help="folder for the averaged model")
     args = parser.parse_args()
-    from multimodal.models import from_pretrained
-
-    models = [from_pretrained(m) for m in args.models]
+    models = [load(m) for m in args.models]
     weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(models)
     if len(weights) != len(models) or sum(weights) <= 0:
         parser.error(f"{len(weights)} weights for {len(models)} models")
-    configs = {repr({k: v for k, v in m.config.items() if not k.startswith("_")}) for m in models}
+    configs = {json.dumps({k: v for k, v in m.config.items() if not k.startswith("_")}, sort_keys=True) for m in models}
     if len(configs) != 1:
         sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
     states = [m.state_dict() for m in models]
@@ -36,6 +40,24 @@ def main() -> None:
     models[0].load_state_dict(soup)
     models[0].save_pretrained(args.out)
     print(f"wrote {args.out}: {len(models)} models, weights {weights}", file=sys.stderr)
+
+
+def load(name: str):
+    """A saved model folder or name, or a `multimodal train clip` checkpoint rebuilt from the config it holds."""
+    from multimodal.models import from_pretrained
+
+    if not name.endswith(".ckpt"):
+        return from_pretrained(name)
+    from multimodal_train.checkpoint import load_checkpoint
+    from multimodal_train.clip import build_model
+    from multimodal_train.config import TrainConfig, from_dict
+
+    state = load_checkpoint(Path(name))
+    cfg = from_dict(TrainConfig, state["config"])
+    cfg.model.pretrained_towers = False  # every weight comes from the checkpoint
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    return model.eval()
 
 
 if __name__ == "__main__":
