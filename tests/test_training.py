@@ -249,6 +249,14 @@ def test_imagenet_distillation_teaches_the_batch_its_teacher_classes():
     torch.manual_seed(1)
     idx = again.classes(full)
     assert torch.equal(idx[: len(top)], top)
+    # the confidence gate: only images whose teacher is at least this sure are distilled
+    low, mid, _ = full.softmax(-1).amax(-1).sort().values.tolist()
+    gated = ImageNetPairs(lit, 4, distill=0.5, min_confidence=(low + mid) / 2)
+    _, _, gated_loss = gated(images, lit.encode_image(images), lit.model.logit_scale.exp())
+    assert gated.last_distilled_share == pytest.approx(2 / 3) and gated_loss.item() > 0
+    nobody = ImageNetPairs(lit, 4, distill=0.5, min_confidence=1.0)
+    _, _, none_loss = nobody(images, lit.encode_image(images), lit.model.logit_scale.exp())
+    assert none_loss.item() == 0
 
 
 def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
@@ -266,7 +274,8 @@ def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):
 BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim"), ("steps=-5", "steps"),
               ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"),
               ("data.caption_template_p=2", "template_p"),
-              ("data.imagenet_distill=1", "imagenet_pairs"), ("data.augment_cfg={colour_jitter: 0.4}", "colour_jitter")]
+              ("data.imagenet_distill=1", "imagenet_pairs"), ("data.imagenet_distill_min_p=0.5", "imagenet_distill"),
+              ("data.augment_cfg={colour_jitter: 0.4}", "colour_jitter")]
 
 
 @pytest.mark.parametrize("override, named", BAD_VALUES)

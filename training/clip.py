@@ -125,7 +125,8 @@ def fit(cfg: TrainConfig, info: DistInfo, resume: str | None = None, model=None)
         model, torch.compile(forward) if cfg.model.compile else forward,
         make_contrastive_loss(cfg.loss, info.rank, info.world_size),
         functools.partial(autocast, info.device, cfg.precision),
-        extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs, cfg.data.imagenet_distill, cfg.data.imagenet_glosses)
+        extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs, cfg.data.imagenet_distill, cfg.data.imagenet_glosses,
+                                  cfg.data.imagenet_distill_min_p)
         if cfg.data.imagenet_pairs else None,
         memory_format=memory_format)
     loop = TrainLoop(model, objective, data, cfg, evaluate=functools.partial(evaluate, model, cfg))

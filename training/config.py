@@ -49,6 +49,7 @@ class DataSection:
     caption_template_p: float = 0.0
     imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
     imagenet_distill: float = 0.0  # weight of distilling the ImageNet classifier on the batch (needs imagenet_pairs)
+    imagenet_distill_min_p: float = 0.0  # distil only images whose teacher top-1 probability is at least this
     imagenet_glosses: bool = False  # the pairs' captions also use WordNet synonyms and glosses, not only the name
 
 
@@ -234,7 +235,7 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
                 "decoder.snr_gamma", "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
-UNIT_INTERVAL = ("data.caption_template_p", "decoder.cond_drop", "decoder.ema_decay")
+UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -258,6 +259,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("imagenet_distill", "imagenet_glosses"):
         if getattr(cfg.data, key) and not cfg.data.imagenet_pairs:
             raise UsageError(f"data.{key} needs data.imagenet_pairs (how many ImageNet classes a step), e.g. 64")
+    if cfg.data.imagenet_distill_min_p and not cfg.data.imagenet_distill:
+        raise UsageError("data.imagenet_distill_min_p gates the distillation: it needs data.imagenet_distill, e.g. 1")
     if cfg.data.augment_cfg:
         from open_clip.transform import AugmentationCfg
 

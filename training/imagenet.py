@@ -18,11 +18,12 @@ from multimodal.errors import UsageError
 
 class ImageNetPairs:
     """One step's ImageNet classes: pseudo-pairs for the contrastive batch, and a distillation loss when
-    `distill` > 0. The classes are random (torch's RNG: resumable), led by the teacher's top-1 class of each image."""
+    `distill` > 0, over the images whose teacher top-1 probability is at least `min_confidence`. The classes are
+    random (torch's RNG: resumable), led by the teacher's top-1 class of each image."""
 
     TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
 
-    def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False):
+    def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False, min_confidence: float = 0.0):
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
         from multimodal.models.towers import EFFNET_LITE, effnet_lite_imagenet_state_dict
@@ -31,12 +32,13 @@ class ImageNetPairs:
         if init not in EFFNET_LITE:
             raise UsageError("data.imagenet_pairs needs a packaged EfficientNet-Lite image tower (lit-effnet-minilm)")
         self.model, self.per_step, self.distill, self.timm_name = model, per_step, distill, EFFNET_LITE[init]
+        self.min_confidence = min_confidence
         state = effnet_lite_imagenet_state_dict(init)
         self.vectors = state["classifier.weight"]  # [1000, 1280]
         self.names = list(IMAGENET_CLASSNAMES)
         self.wordnet = wordnet_synonyms_and_glosses() if glosses else None
         self.teacher = self._teacher(state) if distill else None
-        self.last_distill = 0.0
+        self.last_distill, self.last_distilled_share = 0.0, 0.0
 
     def _teacher(self, state: dict) -> torch.nn.Module:
         import timm
@@ -102,8 +104,11 @@ class ImageNetPairs:
         if teacher_logits is not None:
             student = logit_scale * image_features @ pair_text.T  # [B, K]
             target = teacher_logits[:, idx.to(device)].softmax(-1)
-            loss = self.distill * F.kl_div(student.float().log_softmax(-1), target, reduction="batchmean")
-            self.last_distill = loss.item()
+            kl = F.kl_div(student.float().log_softmax(-1), target, reduction="none").sum(-1)  # [B]
+            # drawings, where the teacher is unsure, would be pulled towards classes their captions contradict
+            confident = (teacher_logits.softmax(-1).amax(-1) >= self.min_confidence).float()  # [B]
+            loss = self.distill * (kl * confident).sum() / len(kl)
+            self.last_distill, self.last_distilled_share = loss.item(), confident.mean().item()
         return pair_image, pair_text, loss
 
 

@@ -111,6 +111,7 @@ class ContrastiveObjective(Objective):
         values = {"logit_scale": scale, "temperature": 1.0 / scale}
         if getattr(self.extra_pairs, "distill", 0):
             values["distill"] = self.extra_pairs.last_distill
+            values["distilled_share"] = self.extra_pairs.last_distilled_share
         return values
 
 
