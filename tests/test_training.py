@@ -58,8 +58,8 @@ def test_config_from_yaml_and_typed_overrides():
         load_config("tiny-ci", ["steps=many"])
     with pytest.raises(FileNotFoundError, match="recipes:"):
         load_config("no-such-recipe")
-    aug = load_config("tiny-ci", ["data.augment_cfg={scale: [0.4, 1], color_jitter: 0.3}"]).data.augment_cfg
-    assert aug == {"scale": [0.4, 1], "color_jitter": 0.3}  # open_clip takes YAML's lists for its tuples
+    aug = load_config("tiny-ci", ["data.augment_cfg={scale: [0.4, 1], color_jitter: 0.3, color_jitter_prob: 8e-1}"])
+    assert aug.data.augment_cfg == {"scale": (0.4, 1.0), "color_jitter": 0.3, "color_jitter_prob": 0.8}
     with pytest.raises(TypeError, match=r"augment_cfg.scale: expected 2 values"):
         load_config("tiny-ci", ["data.augment_cfg={scale: [0.4]}"])
 
@@ -68,10 +68,12 @@ def test_recipe_base_is_updated_section_by_section(tmp_path):
     """`base: OTHER` starts from OTHER; a section merges key by key, a value inside it replaces the base's whole."""
     child = tmp_path / "child.yaml"
     child.write_text("base: tiny-ci\nsteps: 3\noptim: {lr: 0.01}\neval: {zeroshot: {only: some/shards}}\n")
-    base, cfg = load_config("tiny-ci"), load_config(str(child), ["optim.warmup_steps=2"])
-    assert (cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) == (3, 0.01, 2)
-    assert cfg.optim.weight_decay == base.optim.weight_decay and cfg.data == base.data
-    assert cfg.eval.zeroshot == {"only": "some/shards"}
+    base, cfg = load_config("tiny-ci"), load_config(str(child), ["optim.weight_decay=0.2"])
+    assert (cfg.steps, cfg.optim.lr, cfg.optim.weight_decay) == (3, 0.01, 0.2)
+    assert cfg.optim.warmup_steps == base.optim.warmup_steps == 5 and cfg.data == base.data
+    assert cfg.eval.zeroshot == {"only": "some/shards"} and cfg.eval.retrieval == base.eval.retrieval
+    (tmp_path / "grandchild.yaml").write_text("base: child.yaml\nseed: 7\n")  # a path beside the recipe
+    assert load_config(str(tmp_path / "grandchild.yaml")).steps == 3
     (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
     (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ValueError, match="comes back to itself"):
@@ -107,7 +109,7 @@ def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
     assert final.config["name"] == "tiny"
     # a checkpoint is a soup ingredient too: rebuilt from the config it holds, averaged with the final weights
     ckpt = run_dir / "checkpoints" / "step-00000004.ckpt"
-    soup = subprocess.run([sys.executable, "training/recipes/soup.py", str(run_dir / "final"), str(ckpt),
+    soup = subprocess.run([sys.executable, str(ROOT / "training/recipes/soup.py"), str(run_dir / "final"), str(ckpt),
                            "--out", str(tmp_path / "soup")], capture_output=True, text=True, timeout=300)
     assert soup.returncode == 0, soup.stderr[-2000:]
     early, mixed = load_checkpoint(ckpt)["model"], mm.from_pretrained(tmp_path / "soup").state_dict()

@@ -264,15 +264,18 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.data.augment_cfg:
         from open_clip.transform import AugmentationCfg
 
-        from_dict(AugmentationCfg, cfg.data.augment_cfg, "data.augment_cfg.")  # unknown keys and wrong types
+        checked = from_dict(AugmentationCfg, cfg.data.augment_cfg, "data.augment_cfg.")  # unknown keys, wrong types
+        cfg.data.augment_cfg = {key: getattr(checked, key) for key in cfg.data.augment_cfg}  # "8e-1" -> 0.8
     return cfg
 
 
 def read_recipe(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
-    """A recipe's YAML as a dict; `base: OTHER` starts from recipe OTHER, whose sections this one's keys update."""
-    path = recipe_path(name_or_path)
+    """A recipe's YAML as a dict; `base: OTHER` starts from recipe OTHER, whose sections this one's keys update.
+    OTHER is a recipe name, a path beside this recipe, or a path from the current folder."""
+    path = recipe_path(name_or_path).resolve()
     if str(path) in seen:
-        raise UsageError(f"recipe {name_or_path!r}: its `base:` chain comes back to itself ({' -> '.join(seen)})")
+        chain = " -> ".join([*seen, str(path)])
+        raise UsageError(f"recipe {name_or_path!r}: its `base:` chain comes back to itself ({chain})")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise UsageError(f"recipe {path}: expected a mapping of config keys, got {type(data).__name__}")
@@ -281,7 +284,8 @@ def read_recipe(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
         return data
     if not isinstance(base, str):
         raise UsageError(f"recipe {path}: `base:` must name one recipe, got {base!r}")
-    return merge(read_recipe(base, (*seen, str(path))), data)
+    beside = path.parent / base
+    return merge(read_recipe(str(beside) if beside.is_file() else base, (*seen, str(path))), data)
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -106,9 +106,10 @@ class ImageNetPairs:
             target = teacher_logits[:, idx.to(device)].softmax(-1)
             kl = F.kl_div(student.float().log_softmax(-1), target, reduction="none").sum(-1)  # [B]
             # drawings, where the teacher is unsure, would be pulled towards classes their captions contradict
-            confident = (teacher_logits.softmax(-1).amax(-1) >= self.min_confidence).float()  # [B]
-            loss = self.distill * (kl * confident).sum() / len(kl)
-            self.last_distill, self.last_distilled_share = loss.item(), confident.mean().item()
+            confident = teacher_logits.softmax(-1).amax(-1) >= self.min_confidence  # [B]
+            # over the whole batch (= batchmean when all pass): the gate drops images, it does not re-weight the rest
+            loss = self.distill * torch.where(confident, kl, 0).sum() / len(kl)
+            self.last_distill, self.last_distilled_share = loss.item(), confident.float().mean().item()
         return pair_image, pair_text, loss
 
 

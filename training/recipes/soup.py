@@ -56,7 +56,10 @@ def load(name: str):
     cfg = from_dict(TrainConfig, state["config"])
     cfg.model.pretrained_towers = False  # every weight comes from the checkpoint
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        sys.exit(f"soup.py: {name} is not a `multimodal train clip` checkpoint of {cfg.model.init or cfg.model.name}")
     return model.eval()
 
 
