@@ -82,7 +82,7 @@ def test_recipe_base_is_updated_section_by_section(tmp_path):
 
 def test_shipped_recipes_resolve():
     """Every recipe in training/configs, `base:` chains included, loads and passes validation."""
-    from multimodal_train.config import RECIPES_DIR
+    from multimodal_train.recipe_files import RECIPES_DIR
 
     recipes = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     assert {"lit-v4", "lit-v5", "tiny-ci"} <= set(recipes)
