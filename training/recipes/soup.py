@@ -12,7 +12,6 @@ their towers stay mostly locked, so the average keeps much of what each learned;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,8 +29,7 @@ def main() -> None:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(models)
     if len(weights) != len(models) or sum(weights) <= 0:
         parser.error(f"{len(weights)} weights for {len(models)} models")
-    configs = {json.dumps({k: v for k, v in m.config.items() if not k.startswith("_")}, sort_keys=True) for m in models}
-    if len(configs) != 1:
+    if any(m.spec != models[0].spec for m in models[1:]):  # the architecture each model was built from
         sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
     states = [m.state_dict() for m in models]
     total = sum(weights)
