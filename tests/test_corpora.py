@@ -217,12 +217,15 @@ def test_emojione_icon_names_and_shared_keys(tmp_path):
 def test_iconify_sets_match_glued_and_variant_names_to_the_shared_emoji_keys(tmp_path):
     rect = SQUARE.split(">", 1)[1]
     icons = {"alarmclock": "#f00", "baby-1": "#f01", "baby-2": "blue", "americasglobe": "green",  # glued, no emoji
-             "amazed-face": "#f02", "grinning-face-light-skin-tone": "peru"}
+             "amazed-face": "#f02", "grinning-face-light-skin-tone": "peru",
+             "star": "gold", "whitemediumstar": "orange"}  # two names of one emoji
     (tmp_path / "icons.json").write_text(json.dumps({"width": 48, "height": 48, "icons": {
         name: {"body": rect.format(colour)} for name, colour in icons.items()}}))
     items = {i.key: i for i in iconify.FXEMOJI.items(tmp_path, size=32)}
-    assert set(items) == {"alarm_clock_23f0", "baby_1f476_1", "baby_1f476_2", "amazed-face"}
-    assert [items[k].caption for k in sorted(items)] == ["alarm clock", "amazed face", "baby", "baby"]
+    stars = [i for i in iconify.FXEMOJI.items(tmp_path, size=32) if i.key == "star_2b50"]
+    assert len(stars) == 2  # two icon names of one emoji: build_corpus must give them distinct keys
+    assert set(items) == {"alarm_clock_23f0", "baby_1f476_1", "baby_1f476_2", "amazed-face", "star_2b50"}
+    assert [items[k].caption for k in sorted(items)] == ["alarm clock", "amazed face", "baby", "baby", "star"]
     assert {items[k].meta["split_key"] for k in ("baby_1f476_1", "baby_1f476_2")} == {"baby_1f476"}
     assert items["alarm_clock_23f0"].meta["char"] == "\u23f0" and red_fraction(items["baby_1f476_1"].image()) > 0.4
     assert corpus_module("fxemoji").LICENSE.startswith("Apache-2.0") and "CC-BY-SA" in iconify.EMOJIONE_V1.LICENSE
@@ -230,6 +233,8 @@ def test_iconify_sets_match_glued_and_variant_names_to_the_shared_emoji_keys(tmp
     held_out = is_held_out("baby_1f476")  # both variants land in the split of the emoji they draw
     babies = read_all(tmp_path / "out" / "fxemoji" / ("eval" if held_out else "train"))
     assert {"baby_1f476_1", "baby_1f476_2"} <= set(babies)
+    written = read_all(tmp_path / "out" / "fxemoji" / ("eval" if is_held_out("star_2b50") else "train"))
+    assert len([k for k in written if k.startswith("star_2b50")]) == 2
 
 
 @needs_rsvg

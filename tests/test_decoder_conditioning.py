@@ -9,6 +9,7 @@ from diffusers import UNet2DConditionModel
 
 from multimodal.evaluation.generation import condition_sensitivity
 from multimodal.generation import create_decoder, decoder_condition
+from multimodal.generation.components import set_condition_stats
 
 TINY = {"sample_size": 16, "in_channels": 3, "out_channels": 3, "down_block_types": ["DownBlock2D", "DownBlock2D"],
         "up_block_types": ["UpBlock2D", "UpBlock2D"], "block_out_channels": [32, 32], "layers_per_block": 1,
@@ -19,6 +20,8 @@ CONDITIONING = {  # how the embedding enters: raw projection, scaled projection,
     "scaled": {"unet": {"class_embed_type": "projection"}, "condition_scale": 8.0},
     "layernorm": {"unet": {"addition_embed_type": "image", "encoder_hid_dim_type": "image_proj",
                            "cross_attention_dim": 8}},
+    "standardised": {"condition_norm": True, "unet": {"addition_embed_type": "image",
+                                                      "encoder_hid_dim_type": "image_proj", "cross_attention_dim": 8}},
 }
 
 
@@ -37,7 +40,7 @@ def two_images(n: int = 8, dim: int = 16):
     return images, torch.eye(dim)[which]
 
 
-@pytest.mark.parametrize("kind", ["scaled", "layernorm"])
+@pytest.mark.parametrize("kind", ["scaled", "layernorm", "standardised"])
 def test_the_condition_decides_the_image_after_a_few_steps(tmp_path, kind):
     from multimodal_train.objectives import DiffusionObjective
 
@@ -46,6 +49,8 @@ def test_the_condition_decides_the_image_after_a_few_steps(tmp_path, kind):
     objective = DiffusionObjective(unet, unet, scheduler, cond_drop=0.1, ema_decay=0.9,
                                    autocast=contextlib.nullcontext)
     images, cond = two_images()
+    if kind == "standardised":
+        set_condition_stats(unet, cond)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
     unet.train()
     for _ in range(60):
@@ -63,7 +68,8 @@ def test_the_condition_decides_the_image_after_a_few_steps(tmp_path, kind):
     ab = scheduler.alphas_cumprod[999]
     x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
     red_minus_blue = (x0[:, 0] - x0[:, 2]).mean(dim=(1, 2))
-    assert red_minus_blue[0] > 0.2 and red_minus_blue[1] < -0.2, red_minus_blue
+    assert red_minus_blue[0] > 0 > red_minus_blue[1], red_minus_blue  # red for e0, blue for e1
+    assert red_minus_blue[0] - red_minus_blue[1] > 0.4, red_minus_blue
 
 
 def test_condition_scale_round_trips_and_defaults_to_one(tmp_path):
@@ -81,3 +87,17 @@ def test_condition_scale_round_trips_and_defaults_to_one(tmp_path):
     layernorm, _ = create_decoder(decoder_json(tmp_path, "layernorm"), 16)
     assert set(decoder_condition(layernorm, cond)) == {"encoder_hidden_states", "added_cond_kwargs"}
     assert "condition_scale" not in layernorm.config
+
+
+def test_standardised_condition_round_trips_and_keeps_the_null_at_zero(tmp_path):
+    unet, _ = create_decoder(decoder_json(tmp_path, "standardised"), 16)
+    embeddings = torch.nn.functional.normalize(torch.randn(50, 16) + 3.0, dim=-1)  # one shared direction, like CLIP's
+    set_condition_stats(unet, embeddings)
+    unet.save_pretrained(tmp_path / "saved")
+    loaded = UNet2DConditionModel.from_pretrained(tmp_path / "saved")
+    cond = torch.cat([embeddings[:3], torch.zeros(1, 16)])
+    normed = decoder_condition(loaded, cond)["added_cond_kwargs"]["image_embeds"]
+    assert torch.allclose(normed[:3].mean(), torch.tensor(0.0), atol=0.5)
+    assert normed[:3].std() > 0.5  # unit-scale per dimension, against ~0.1 for the raw unit-norm rows
+    assert torch.equal(normed[3], torch.zeros(16))  # the null condition stays the zero vector
+    assert torch.allclose(normed[:3], (embeddings[:3] - embeddings.mean(0)) / embeddings.std(0), atol=1e-5)

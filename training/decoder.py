@@ -121,6 +121,7 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
     from multimodal.generation import create_decoder
+    from multimodal.generation.components import set_condition_stats
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
     with session(cfg.device) as info:
@@ -134,6 +135,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
                               "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float()},  # [N, (T,) D]
                              cfg.data.batch_size, cfg.seed, info)
+        if "condition_mean" in unet.config and not section.init:  # a warm start keeps the statistics it learned with
+            set_condition_stats(unet, data.tensors["cond"].flatten(0, -2))
         heldout = load_cache(clip, section.eval_data, section.cache_dir, cfg.run_dir, "eval",
                              unet.config.sample_size) if section.eval_data else None
         objective = DiffusionObjective(unet, wrap_ddp(unet, info), noise_scheduler, section.cond_drop,

@@ -63,7 +63,9 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
     How the embedding enters is the UNet's own config: `class_embed_type: "projection"` (a linear added to the
     timestep embedding), or Kandinsky 2.2's `addition_embed_type: "image"` (linear -> LayerNorm, added to it) with
     `encoder_hid_dim_type: "image_proj"` (LayerNormed context tokens for CrossAttn blocks). The JSON's
-    `condition_scale` multiplies the unit-norm embedding before it enters; stored in the UNet's config unless 1."""
+    `condition_scale` multiplies the unit-norm embedding before it enters; stored in the UNet's config unless 1.
+    `condition_norm: true` standardises each dimension by the training embeddings' mean and std instead, as
+    diffusers' `StableUnCLIPImageNormalizer` does (the statistics come from `set_condition_stats`)."""
     config = decoder_config(name_or_path)
     unet_config = {"cross_attention_dim": embed_dim, **config["unet"]}
     if unet_config.get("encoder_hid_dim_type"):
@@ -71,11 +73,26 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
     unet = UNet2DConditionModel(**unet_config, projection_class_embeddings_input_dim=embed_dim)
     if config.get("condition_scale", 1.0) != 1.0:  # only then: diffusers warns about the unknown key at each load
         unet.register_to_config(condition_scale=float(config["condition_scale"]))
+    if config.get("condition_norm"):
+        unet.register_to_config(condition_mean=[0.0] * embed_dim, condition_std=[1.0] * embed_dim)
     return unet, DDPMScheduler(**config["scheduler"])
+
+
+def set_condition_stats(decoder: UNet2DConditionModel, embeddings: torch.Tensor) -> None:
+    """Store the per-dimension mean and std of [N, D] training embeddings for a `condition_norm` decoder.
+
+    CLIP embeddings of one domain share most of their direction: standardised, what tells two images apart is
+    what the projection sees, instead of a small variation on a large common part."""
+    std, mean = torch.std_mean(embeddings.float(), dim=0)
+    decoder.register_to_config(condition_mean=mean.tolist(), condition_std=std.clamp(min=1e-4).tolist())
 
 
 def decoder_condition(decoder: UNet2DConditionModel, cond: torch.Tensor) -> dict:
     """[B, D] CLIP embeddings (zeros = the null condition) -> the keyword arguments of the decoder's forward."""
+    if "condition_mean" in decoder.config:  # standardised; the null condition stays zero (the mean embedding)
+        mean, std = (torch.tensor(decoder.config[k], device=cond.device) for k in ("condition_mean", "condition_std"))
+        null = (cond == 0).all(dim=-1, keepdim=True)
+        cond = torch.where(null, 0.0, (cond.float() - mean) / std)
     cond = cond.to(decoder.dtype) * decoder.config.get("condition_scale", 1.0)
     if decoder.config.class_embed_type is not None:
         return {"encoder_hidden_states": None, "class_labels": cond}

@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 
 from multimodal.data.images import DEFAULT_MAX_PIXELS
+from multimodal.data.sources import dedupe_keys
 from multimodal.data.split import EVAL_FRACTION, split_of
 from multimodal.data.writer import WriteReport, write_shards
 from multimodal.errors import MissingError, UsageError
@@ -64,7 +65,7 @@ def build_corpus(name: str, out: str | Path, *, max_side: int | None = 256, shar
                  workers: int = 1, progress: bool = True, overwrite: bool = False,
                  **source_options) -> dict[str, WriteReport]:
     module = corpus_module(name)
-    items = module.items(**source_options)
+    items = dedupe_keys(module.items(**source_options))  # two source names can map to one key (FxEmoji's)
     for item in items:
         item.meta.setdefault("license", module.LICENSE)
         item.meta.setdefault("corpus", name)
