@@ -8,8 +8,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from multimodal.evaluation.generation import condition_sensitivity
-from multimodal.generation import create_decoder, decoder_condition
-from multimodal.generation.components import set_condition_stats
+from multimodal.generation import create_decoder, decoder_condition, set_condition_stats
 
 TINY = {"sample_size": 16, "in_channels": 3, "out_channels": 3, "down_block_types": ["DownBlock2D", "DownBlock2D"],
         "up_block_types": ["UpBlock2D", "UpBlock2D"], "block_out_channels": [32, 32], "layers_per_block": 1,

@@ -212,7 +212,24 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "gen.json").read_text())["results"]
     assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(2, 1.0), (2, 2.0), (3, 1.0), (3, 2.0)]
     assert all(0 <= r["retag_accuracy"] <= 1 and r["frechet_clip_distance"] >= 0 for r in rows)
+    upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train)
     warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)
+
+
+def upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train):
+    """An upsampler run (decoder.base) writes the base pipeline completed by it; it refuses a prior."""
+    from test_upsampler import upsampler_json
+
+    keys = ["steps=4", "log_every=2", f"decoder.config={upsampler_json(tmp_path)}", f"decoder.clip={clip}",
+            f"decoder.cache_dir={tmp_path / 'cache'}", "decoder.prior=", f"decoder.base={pipeline}"]
+    train("decoder", tmp_path / "up", "decoder.sample_every=2", *keys)
+    assert (tmp_path / "up" / "samples" / "step-00000002.png").is_file()
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "up" / "final" / "pipeline")
+    assert pipe("a cat", num_inference_steps=2, output_type="np").images.shape == (1, 64, 64, 3)
+    refused = subprocess.run([sys.executable, "-m", "multimodal", "train", "decoder", "--config", "decoder-tiny",
+                              f"run_dir={tmp_path / 'up-bad'}", *keys, f"decoder.prior={pipeline / 'prior'}"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "trains without decoder.prior" in refused.stderr
 
 
 def warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch):

@@ -70,15 +70,22 @@ def load_init(unet, folder: str) -> None:
     print(f"decoder: starting from the weights in {folder}", file=sys.stderr)
 
 
-def pipeline(clip, section: DecoderSection, unet, noise_scheduler, device):
-    """The text-to-image pipeline of this decoder (an identity prior when none is trained yet)."""
+def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device):
+    """The text-to-image pipeline of this decoder (an identity prior when none is trained yet), or for an upsampler,
+    the `decoder.base` pipeline completed by it."""
     from multimodal.generation import EmbeddingPrior, TextToImagePipeline, sampling_scheduler
 
+    if unet.config.get("low_res_size"):
+        base = TextToImagePipeline.from_pretrained(section.base)
+        pipe = TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, unet,
+                                   sampling_scheduler(noise_scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
     if section.condition == "text" or not section.prior:  # the text embedding itself (GLIDE-style)
         prior = EmbeddingPrior.identity(clip.embed_dim)
     else:
         prior = EmbeddingPrior.from_pretrained(section.prior)
-    pipe = TextToImagePipeline(clip, prior, unet, sampling_scheduler(noise_scheduler.config))
+    pipe = TextToImagePipeline(clip.model, prior, unet, sampling_scheduler(noise_scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -120,14 +127,16 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
 
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
-    from multimodal.generation import create_decoder
-    from multimodal.generation.components import set_condition_stats
+    from multimodal.generation import create_decoder, set_condition_stats
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
     with session(cfg.device) as info:
         clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
+        if unet.config.get("low_res_size") and (section.prior or section.eval_data or not section.base):
+            raise UsageError("an upsampler (low_res_size in its decoder config) trains without decoder.prior and "
+                             "decoder.eval_data, and needs decoder.base: the pipeline whose images it doubles")
         if section.init:
             load_init(unet, section.init)
         unet = unet.to(info.device)
@@ -147,13 +156,13 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         def evaluate() -> dict:
             if heldout is None:
                 return {}
-            pipe = pipeline(clip.model, section, objective.ema_unet(), noise_scheduler, info.device)
+            pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
             path = run_dir / "samples" / f"reconstruction-{loop.step:08d}.png"
             return diagnostics(pipe, clip.model, heldout, section, noise_scheduler, path)
 
         def on_log(step: int) -> None:
             if section.sample_every and step % section.sample_every == 0:
-                pipe = pipeline(clip.model, section, objective.ema_unet(), noise_scheduler, info.device)
+                pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
                 save_grid(pipe, section, run_dir / "samples" / f"step-{step:08d}.png")
 
         loop = TrainLoop(unet, objective, data, cfg, evaluate=evaluate, on_log=on_log)
@@ -162,11 +171,11 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
             final, ema = run_dir / "final", objective.ema_unet()
             ema.save_pretrained(final / "decoder")
             noise_scheduler.save_pretrained(final / "scheduler")
-            if section.sample_every or section.prior:
-                pipe = pipeline(clip.model, section, ema, noise_scheduler, info.device)
+            if section.sample_every or section.prior or section.base:
+                pipe = pipeline(clip, section, ema, noise_scheduler, info.device)
             if section.sample_every:
                 save_grid(pipe, section, run_dir / "samples" / "final.png")
-            if section.prior:
+            if section.prior or section.base:
                 pipe.save_pretrained(final / "pipeline")
                 print(f"wrote the text-to-image pipeline to {final / 'pipeline'}", file=sys.stderr)
     return metrics

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multimodal.errors import UsageError
-from multimodal.generation import decoder_condition
+from multimodal.generation import decoder_condition, upsampler_input
 
 
 class Objective:
@@ -118,7 +118,13 @@ class ContrastiveObjective(Objective):
 class DiffusionObjective(Objective):
     """Batches `{"images": uint8 [B,S,S,3], "cond": [B,D] or [B,T,D] (T caption templates: one drawn per sample)}`;
     the condition is dropped (zeroed) for a share of samples so that the same network also predicts
-    unconditionally (classifier-free guidance). `snr_gamma` > 0 weights the loss by min-SNR-gamma."""
+    unconditionally (classifier-free guidance). `snr_gamma` > 0 weights the loss by min-SNR-gamma.
+    An upsampler (`low_res_size` in the UNet's config) also sees the image downscaled to that size and upscaled
+    back, with Gaussian noise of a random std up to LOW_RES_NOISE: the base decoder's images are not clean
+    downscales, and the noise keeps the upsampler from copying their artefacts (Imagen's augmentation, without
+    telling the network the level)."""
+
+    LOW_RES_NOISE = 0.1
 
     def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
                  autocast: Callable, snr_gamma: float = 0.0):
@@ -142,10 +148,18 @@ class DiffusionObjective(Objective):
         noisy = self.noise_scheduler.add_noise(x0, noise, t)
         target = noise if self.noise_scheduler.config.prediction_type == "epsilon" \
             else self.noise_scheduler.get_velocity(x0, noise, t)
+        if self.unet.config.get("low_res_size"):
+            noisy = torch.cat([noisy, self.low_res(x0)], dim=1)  # [B, 6, S, S]
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
         loss = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]
         return (loss * self.loss_weights(t)).mean()
+
+    def low_res(self, x0: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> the same images at low_res_size (area), upscaled back and noised: [B, 3, S, S]."""
+        small = F.interpolate(x0, size=self.unet.config.low_res_size, mode="area")
+        sigma = torch.rand(len(x0), 1, 1, 1, device=x0.device) * self.LOW_RES_NOISE
+        return upsampler_input(small + sigma * torch.randn_like(small), x0.shape[-1])
 
     def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """[B] per-sample weights: ones, or min-SNR-gamma's min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v)."""

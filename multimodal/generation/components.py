@@ -75,7 +75,16 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
         unet.register_to_config(condition_scale=float(config["condition_scale"]))
     if config.get("condition_norm"):
         unet.register_to_config(condition_mean=[0.0] * embed_dim, condition_std=[1.0] * embed_dim)
+    if config.get("low_res_size"):  # an upsampler: in_channels = its noisy image + the low-res image, upscaled
+        unet.register_to_config(low_res_size=int(config["low_res_size"]))
     return unet, DDPMScheduler(**config["scheduler"])
+
+
+def upsampler_input(images: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """[B, 3, h, w] images in [-1, 1] -> [B, 3, height, width], bicubic: what an upsampler sees beside its noisy
+    input (SR3's concatenation)."""
+    size = (height, width or height)
+    return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
 def set_condition_stats(decoder: UNet2DConditionModel, embeddings: torch.Tensor) -> None:

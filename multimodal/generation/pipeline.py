@@ -27,7 +27,7 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
-from multimodal.generation.components import EmbeddingPrior, decoder_condition
+from multimodal.generation.components import EmbeddingPrior, decoder_condition, upsampler_input
 from multimodal.models import CLIPModel
 
 MAX_STEPS = 1000
@@ -42,12 +42,23 @@ DEFAULT_VARIATION_GUIDANCE = 3.0
 
 
 class TextToImagePipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "clip->prior->decoder"
+    """The optional `upsampler` (a decoder with `low_res_size`, and its `upsampler_scheduler`) doubles the decoder's
+    images, conditioned on the same embedding (unCLIP's upsampler stage, here a CLIP-conditioned SR3)."""
+
+    model_cpu_offload_seq = "clip->prior->decoder->upsampler"
+    _optional_components = ["upsampler", "upsampler_scheduler"]
 
     def __init__(self, clip: CLIPModel, prior: EmbeddingPrior, decoder: UNet2DConditionModel,
-                 scheduler: SchedulerMixin):
+                 scheduler: SchedulerMixin, upsampler: UNet2DConditionModel | None = None,
+                 upsampler_scheduler: SchedulerMixin | None = None):
         super().__init__()
-        self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler)
+        if (upsampler is None) != (upsampler_scheduler is None):
+            raise UsageError("an upsampler needs its scheduler (upsampler_scheduler), and the other way round")
+        if upsampler is not None and upsampler.config.get("low_res_size") != decoder.config.sample_size:
+            raise UsageError(f"the upsampler takes {upsampler.config.get('low_res_size')} px images, the decoder "
+                             f"makes {decoder.config.sample_size} px ones")
+        self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler, upsampler=upsampler,
+                              upsampler_scheduler=upsampler_scheduler)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
 
     @classmethod
@@ -96,8 +107,9 @@ class TextToImagePipeline(DiffusionPipeline):
 
     def eval_mode(self) -> None:
         """Dropout off and frozen statistics, whatever mode the modules were handed over in."""
-        for module in (self.clip, self.prior, self.decoder):
-            module.eval()
+        for module in (self.clip, self.prior, self.decoder, self.upsampler):
+            if module is not None:
+                module.eval()
 
     def _check(self, steps: int, guidance_scale: float, num_images: int, height: int, width: int) -> None:
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
@@ -124,29 +136,46 @@ class TextToImagePipeline(DiffusionPipeline):
     def sample(self, cond: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int, guidance_scale: float,
                generator: torch.Generator | None, height: int, width: int,
                callback_on_step_end: Callable | None = None) -> torch.Tensor:
-        """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1]. Guidance scale 1 is plain conditional sampling."""
+        """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1], or [B, 3, 2H, 2W] through the upsampler.
+        Guidance scale 1 is plain conditional sampling; the upsampler runs unguided (guidance 1)."""
         self.eval_mode()
-        device, dtype = self.device, self.decoder.dtype
+        x = self._denoise(self.decoder, self.scheduler, cond, uncond, num_inference_steps, guidance_scale,
+                          generator, (height, width), callback_on_step_end)
+        if self.upsampler is not None:
+            low = upsampler_input(x, 2 * height, 2 * width)
+            x = self._denoise(self.upsampler, self.upsampler_scheduler, cond, uncond, num_inference_steps, 1.0,
+                              generator, (2 * height, 2 * width), low_res=low)
+        return (x / 2 + 0.5).clamp(0, 1)
+
+    def _denoise(self, unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, steps: int, guidance_scale: float,
+                 generator: torch.Generator | None, size: tuple[int, int], callback_on_step_end: Callable | None = None,
+                 low_res: torch.Tensor | None = None) -> torch.Tensor:
+        """One sampling loop of `unet` from pure noise: [B, 3, *size] in [-1, 1]."""
+        device, dtype = self.device, unet.dtype
         # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
         # by concurrent calls (a web demo serving two requests at once)
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        x = randn_tensor((len(cond), self.decoder.config.in_channels, height, width), generator=generator,
-                         device=device, dtype=dtype) * scheduler.init_noise_sigma
+        scheduler = type(scheduler).from_config(scheduler.config)
+        scheduler.set_timesteps(steps, device=device)
+        x = randn_tensor((len(cond), unet.config.out_channels, *size), generator=generator, device=device,
+                         dtype=dtype) * scheduler.init_noise_sigma
         # schedulers differ in what step() takes; stochastic ones want the generator (as diffusers' pipelines do)
         extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         guided = guidance_scale != 1.0
         labels = torch.cat([uncond, cond]) if guided else cond
+        if low_res is not None:
+            low_res = (torch.cat([low_res, low_res]) if guided else low_res).to(device, dtype)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
-            eps = self.decoder(inp, t, **decoder_condition(self.decoder, labels)).sample
+            if low_res is not None:
+                inp = torch.cat([inp, low_res], dim=1)  # [B, 6, H, W]
+            eps = unet(inp, t, **decoder_condition(unet, labels)).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = scheduler.step(eps, t, x, **extra).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {"latents": x})
-        return (x / 2 + 0.5).clamp(0, 1)
+        return x
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
         if output_type not in ("pil", "np", "pt"):
