@@ -198,9 +198,12 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     train("prior", tmp_path / "prior", "steps=10", *prior_keys)
     prior_eval = [json.loads(line) for line in (tmp_path / "prior" / "metrics.jsonl").read_text().splitlines()]
     assert "eval/prior/cosine" in prior_eval[-1] and "eval/text_baseline/cosine" in prior_eval[-1]
-    train("decoder", tmp_path / "decoder", "steps=6", "decoder.sample_every=3", "log_every=3", f"decoder.clip={clip}",
-          f"decoder.cache_dir={tmp_path / 'cache'}",
-          f"decoder.prior={tmp_path / 'prior' / 'final'}")
+    result = train("decoder", tmp_path / "decoder", "steps=6", "decoder.sample_every=3", "log_every=3",
+                   f"decoder.clip={clip}", f"decoder.cache_dir={tmp_path / 'cache'}",
+                   f"decoder.prior={tmp_path / 'prior' / 'final'}")
+    assert "the embeddings of train-64px.npz, pixels at 32 px" in result.stderr  # the prior's cache: no CLIP pass
+    small, big = (np.load(tmp_path / "cache" / f"train-{n}px.npz") for n in (32, 64))
+    assert np.array_equal(small["image_emb"], big["image_emb"]) and small["images"].shape[1:] == (32, 32, 3)
     assert sorted(p.name for p in (tmp_path / "decoder" / "samples").iterdir()) == \
         ["final.png", "step-00000003.png", "step-00000006.png"]
     pipeline = tmp_path / "decoder" / "final" / "pipeline"

@@ -104,6 +104,26 @@ def build_cache(lazy: LazyClip, spec, out: Path, image_size: int, templates=CAPT
     return out
 
 
+def resized_copy(clip: LazyClip, spec, out: Path, image_size: int) -> Path | None:
+    """The cache at another image size from a sibling cache of the same CLIP files and samples (`NAME-*px.npz`):
+    the embeddings are of the full images, so only the pixels are redone (no CLIP pass). None if there is none."""
+    name = out.stem.rsplit("-", 1)[0]
+    for sibling in sorted(out.parent.glob(f"{name}-*px.npz")):
+        data = dict(np.load(sibling))
+        if sibling == out or not clip.digest or str(data.get("clip_files", "")) != clip.digest:
+            continue
+        samples = list(iter_decoded(spec))
+        if [s.key for s in samples] != [str(k) for k in data["keys"]]:
+            continue
+        data["images"] = np.stack([fit_square(s.image, image_size) for s in samples])
+        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **data)
+        os.replace(tmp, out)
+        print(f"{out}: the embeddings of {sibling.name}, pixels at {image_size} px", file=sys.stderr)
+        return out
+    return None
+
+
 def load_or_build(clip: LazyClip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
     if out.is_file():
         data = dict(np.load(out))
@@ -111,4 +131,5 @@ def load_or_build(clip: LazyClip, spec, out: Path, image_size: int) -> dict[str,
         if data["images"].shape[1] == image_size and (same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
             return data
         print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
-    return dict(np.load(build_cache(clip, spec, out, image_size)))
+    built = resized_copy(clip, spec, out, image_size) or build_cache(clip, spec, out, image_size)
+    return dict(np.load(built))
