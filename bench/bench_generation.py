@@ -35,6 +35,15 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
             inp = scheduler.scale_model_input(torch.cat([x, x]), t)
             eps_u, eps_c = pipe.decoder(inp, t, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
+        if pipe.upsampler is not None:  # the 2x stage, unguided, beside the bicubic-upscaled image (SR3)
+            low = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic").clamp(-1, 1)
+            scheduler = type(pipe.upsampler_scheduler).from_config(pipe.upsampler_scheduler.config)
+            scheduler.set_timesteps(steps)
+            x = torch.randn(low.shape, generator=generator) * scheduler.init_noise_sigma
+            kwargs = decoder_condition(pipe.upsampler, cond)
+            for t in scheduler.timesteps:
+                inp = torch.cat([scheduler.scale_model_input(x, t), low], dim=1)
+                x = scheduler.step(pipe.upsampler(inp, t, **kwargs).sample, t, x).prev_sample
     return (x / 2 + 0.5).clamp(0, 1), time.perf_counter() - start
 
 
