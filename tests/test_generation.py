@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 import multimodal as mm
 from multimodal.data.images import ImageError
 from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
+from multimodal_train.embedding_cache import cache_path
 
 
 @pytest.fixture(scope="module")
@@ -201,9 +203,10 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     result = train("decoder", tmp_path / "decoder", "steps=6", "decoder.sample_every=3", "log_every=3",
                    f"decoder.clip={clip}", f"decoder.cache_dir={tmp_path / 'cache'}",
                    f"decoder.prior={tmp_path / 'prior' / 'final'}")
-    assert "the embeddings of train-64px.npz, pixels at 32 px" in result.stderr  # the prior's cache: no CLIP pass
-    small, big = (np.load(tmp_path / "cache" / f"train-{n}px.npz") for n in (32, 64))
+    assert re.search(r"the embeddings of train-64px-\w{8}\.npz, pixels at 32 px", result.stderr)  # no CLIP pass
+    small, big = (np.load(cache_path(tmp_path / "cache", tmp_path / "train", "train", n)) for n in (32, 64))
     assert np.array_equal(small["image_emb"], big["image_emb"]) and small["images"].shape[1:] == (32, 32, 3)
+    assert cache_path(tmp_path, "a/train", "eval", 32) != cache_path(tmp_path, "b/train", "eval", 32)
     assert sorted(p.name for p in (tmp_path / "decoder" / "samples").iterdir()) == \
         ["final.png", "step-00000003.png", "step-00000006.png"]
     pipeline = tmp_path / "decoder" / "final" / "pipeline"

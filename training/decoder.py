@@ -55,8 +55,7 @@ def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: st
                image_size: int) -> dict[str, np.ndarray]:
     if not spec:
         raise UsageError("data.train is empty: give the training shards")
-    folder = Path(cache_dir or Path(run_dir) / "cache")
-    return load_or_build(clip, spec, folder / f"{name}-{image_size}px.npz", image_size)
+    return load_or_build(clip, spec, cache_dir or Path(run_dir) / "cache", name, image_size)
 
 
 def load_init(unet, folder: str) -> None:

@@ -5,8 +5,10 @@ One pass over the shards writes an .npz beside the run:
     image_emb   float32 [N, D]       CLIP image embedding, L2-normalized
     text_emb    float32 [N, T, D]    CLIP text embedding of the caption under T prompt templates
     captions, keys                   [N]
-The file records the CLIP weights' hash and its folder's file digest; a cache made with other weights is rebuilt,
-not reused. `LazyClip` checks the digest first, so a run whose caches exist never has to load the CLIP.
+The file is named by the shards it holds (`cache_path`) and records the CLIP weights' hash and its folder's file
+digest; a cache made with other weights is rebuilt, not reused. `LazyClip` checks the digest first, so a run whose
+caches exist never has to load the CLIP. A cache at another image size of the same samples and CLIP lends its
+embeddings (`resized_copy`): only the pixels are redone.
 """
 
 from __future__ import annotations
@@ -99,23 +101,34 @@ def build_cache(lazy: LazyClip, spec, out: Path, image_size: int, templates=CAPT
     np.savez_compressed(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
              text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
              keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), clip_files=np.array(lazy.digest),
-             templates=np.array(templates))
+             templates=np.array(templates), spec=np.array(str(spec)))
     os.replace(tmp, out)
     return out
 
 
-def resized_copy(clip: LazyClip, spec, out: Path, image_size: int) -> Path | None:
-    """The cache at another image size from a sibling cache of the same CLIP files and samples (`NAME-*px.npz`):
-    the embeddings are of the full images, so only the pixels are redone (no CLIP pass). None if there is none."""
-    name = out.stem.rsplit("-", 1)[0]
-    for sibling in sorted(out.parent.glob(f"{name}-*px.npz")):
+def cache_path(folder: str | Path, spec, name: str, image_size: int) -> Path:
+    """FOLDER/NAME-SIZEpx-HASH.npz, HASH of the shard spec: runs that share a cache folder with different shards
+    (a prior's and a decoder's held-out sets) never read each other's file."""
+    digest = hashlib.sha1(str(spec).encode()).hexdigest()[:8]
+    return Path(folder) / f"{name}-{image_size}px-{digest}.npz"
+
+
+def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) -> Path | None:
+    """`out` from a sibling cache (`NAME-*px*.npz`, older unhashed names included) of the same CLIP files and the
+    same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
+    keys, pixels = None, None
+    for sibling in sorted(out.parent.glob(f"{name}-*px*.npz")):
         data = dict(np.load(sibling))
         if sibling == out or not clip.digest or str(data.get("clip_files", "")) != clip.digest:
             continue
-        samples = list(iter_decoded(spec))
-        if [s.key for s in samples] != [str(k) for k in data["keys"]]:
+        if keys is None:  # one pass over the shards, kept small: only the resized pixels
+            keys, pixels = [], []
+            for sample in iter_decoded(spec):
+                keys.append(sample.key)
+                pixels.append(fit_square(sample.image, image_size))
+        if keys != [str(k) for k in data["keys"]]:
             continue
-        data["images"] = np.stack([fit_square(s.image, image_size) for s in samples])
+        data.update(images=np.stack(pixels), spec=np.array(str(spec)))
         tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, **data)
         os.replace(tmp, out)
@@ -124,12 +137,13 @@ def resized_copy(clip: LazyClip, spec, out: Path, image_size: int) -> Path | Non
     return None
 
 
-def load_or_build(clip: LazyClip, spec, out: Path, image_size: int) -> dict[str, np.ndarray]:
+def load_or_build(clip: LazyClip, spec, folder: str | Path, name: str, image_size: int) -> dict[str, np.ndarray]:
+    out = cache_path(folder, spec, name, image_size)
     if out.is_file():
         data = dict(np.load(out))
         same_files = clip.digest and str(data.get("clip_files", "")) == clip.digest
         if data["images"].shape[1] == image_size and (same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
             return data
         print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
-    built = resized_copy(clip, spec, out, image_size) or build_cache(clip, spec, out, image_size)
+    built = resized_copy(clip, spec, out, name, image_size) or build_cache(clip, spec, out, image_size)
     return dict(np.load(built))
