@@ -100,3 +100,15 @@ def test_standardised_condition_round_trips_and_keeps_the_null_at_zero(tmp_path)
     assert normed[:3].std() > 0.5  # unit-scale per dimension, against ~0.1 for the raw unit-norm rows
     assert torch.equal(normed[3], torch.zeros(16))  # the null condition stays the zero vector
     assert torch.allclose(normed[:3], (embeddings[:3] - embeddings.mean(0)) / embeddings.std(0), atol=1e-5)
+
+
+def test_a_warm_start_keeps_the_condition_statistics_its_weights_learned(tmp_path):
+    from multimodal_train.decoder import load_init
+
+    trained, _ = create_decoder(decoder_json(tmp_path, "standardised"), 16)
+    set_condition_stats(trained, torch.nn.functional.normalize(torch.randn(50, 16) + 3.0, dim=-1))
+    trained.save_pretrained(tmp_path / "trained")
+    fresh, _ = create_decoder(decoder_json(tmp_path, "standardised"), 16)
+    assert load_init(fresh, str(tmp_path / "trained"))
+    assert fresh.config.condition_mean == trained.config.condition_mean
+    assert fresh.config.condition_std == trained.config.condition_std

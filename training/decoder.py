@@ -58,15 +58,21 @@ def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: st
     return load_or_build(clip, spec, cache_dir or Path(run_dir) / "cache", name, image_size)
 
 
-def load_init(unet, folder: str) -> None:
-    """Start from a trained decoder's weights (RUN_DIR/final/decoder): a warm start with a fresh optimizer."""
+def load_init(unet, folder: str) -> bool:
+    """Start from a trained decoder's weights (RUN_DIR/final/decoder): a warm start with a fresh optimizer.
+    True if it also brought the condition statistics its weights were trained with."""
     try:
-        state = type(unet).from_pretrained(folder, torch_dtype=torch.float32).state_dict()
-        unet.load_state_dict(state)
+        trained = type(unet).from_pretrained(folder, torch_dtype=torch.float32)
+        unet.load_state_dict(trained.state_dict())
+        inherited = "condition_mean" in trained.config and "condition_mean" in unet.config
+        if inherited:
+            unet.register_to_config(condition_mean=trained.config.condition_mean,
+                                    condition_std=trained.config.condition_std)
     except (OSError, RuntimeError, ValueError) as e:
         raise UsageError(f"decoder.init={folder}: cannot start from it ({str(e).splitlines()[0]}); give a "
                          "RUN_DIR/final/decoder folder of the architecture that decoder.config names") from None
     print(f"decoder: starting from the weights in {folder}", file=sys.stderr)
+    return inherited
 
 
 def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device):
@@ -136,14 +142,13 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         if unet.config.get("low_res_size") and (section.prior or section.eval_data or not section.base):
             raise UsageError("an upsampler (low_res_size in its decoder config) trains without decoder.prior and "
                              "decoder.eval_data, and needs decoder.base: the pipeline whose images it doubles")
-        if section.init:
-            load_init(unet, section.init)
+        inherited = load_init(unet, section.init) if section.init else False
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
                               "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float()},  # [N, (T,) D]
                              cfg.data.batch_size, cfg.seed, info)
-        if "condition_mean" in unet.config and not section.init:  # a warm start keeps the statistics it learned with
+        if "condition_mean" in unet.config and not inherited:  # a warm start keeps the statistics it learned with
             set_condition_stats(unet, data.tensors["cond"].flatten(0, -2))
         heldout = load_cache(clip, section.eval_data, section.cache_dir, cfg.run_dir, "eval",
                              unet.config.sample_size) if section.eval_data else None
