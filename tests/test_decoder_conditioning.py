@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import logging
 
 import pytest
 import torch
@@ -93,7 +94,15 @@ def test_standardised_condition_round_trips_and_keeps_the_null_at_zero(tmp_path)
     embeddings = torch.nn.functional.normalize(torch.randn(50, 16) + 3.0, dim=-1)  # one shared direction, like CLIP's
     set_condition_stats(unet, embeddings)
     unet.save_pretrained(tmp_path / "saved")
-    loaded = UNet2DConditionModel.from_pretrained(tmp_path / "saved")
+    seen = []  # what diffusers' loggers let through (they do not propagate to pytest's)
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        loaded = UNet2DConditionModel.from_pretrained(tmp_path / "saved")
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert not [m for m in seen if "condition_mean" in m]  # diffusers' unknown-key warning would print the lists
     cond = torch.cat([embeddings[:3], torch.zeros(1, 16)])
     normed = decoder_condition(loaded, cond)["added_cond_kwargs"]["image_embeds"]
     assert torch.allclose(normed[:3].mean(), torch.tensor(0.0), atol=0.5)

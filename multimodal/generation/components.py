@@ -7,6 +7,7 @@ components: the prior and the denoiser.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -18,6 +19,19 @@ from torch.nn import functional as F
 from multimodal.errors import UsageError
 
 DECODER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs" / "decoder"
+OWN_CONFIG_KEYS = ("condition_scale", "condition_mean", "condition_std", "low_res_size")  # read by this module
+
+
+class _OwnConfigKeys(logging.Filter):
+    """diffusers warns at every load that a UNet's config has keys its __init__ does not take, printing their values
+    (two lists of 384 floats for a standardised condition); these keys are ours, so that warning says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("but are not expected" in message and any(f"'{k}'" in message for k in OWN_CONFIG_KEYS))
+
+
+logging.getLogger("diffusers.configuration_utils").addFilter(_OwnConfigKeys())
 
 
 class EmbeddingPrior(ModelMixin, ConfigMixin):
@@ -71,7 +85,7 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
     if unet_config.get("encoder_hid_dim_type"):
         unet_config["encoder_hid_dim"] = embed_dim
     unet = UNet2DConditionModel(**unet_config, projection_class_embeddings_input_dim=embed_dim)
-    if config.get("condition_scale", 1.0) != 1.0:  # only then: diffusers warns about the unknown key at each load
+    if config.get("condition_scale", 1.0) != 1.0:  # stored only when it is not the default
         unet.register_to_config(condition_scale=float(config["condition_scale"]))
     if config.get("condition_norm"):
         unet.register_to_config(condition_mean=[0.0] * embed_dim, condition_std=[1.0] * embed_dim)
