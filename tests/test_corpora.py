@@ -263,3 +263,12 @@ def test_every_corpus_can_be_named_on_the_command_line():
     for name in CORPORA:
         assert build_parser().parse_args(["shards", "corpus", name, "--out", "x"]).names == [name]
         assert f"\n  {name} " in CORPUS_HELP
+
+
+def test_a_renamed_duplicate_keeps_the_split_of_its_twin():
+    from multimodal.data.sources import SourceItem, dedupe_keys
+
+    items = dedupe_keys([SourceItem("star", "star", f"{i}.png", ["star"]) for i in range(3)])
+    assert len({item.key for item in items}) == 3 and items[0].key == "star"
+    assert all(item.meta["split_key"] == "star" for item in items[1:])
+    assert len({split_of(item.meta.get("split_key", item.key)) for item in items}) == 1

@@ -121,3 +121,16 @@ def test_a_warm_start_keeps_the_condition_statistics_its_weights_learned(tmp_pat
     assert load_init(fresh, str(tmp_path / "trained"))
     assert fresh.config.condition_mean == trained.config.condition_mean
     assert fresh.config.condition_std == trained.config.condition_std
+
+
+def test_condition_statistics_and_warm_starts_refuse_what_cannot_work(tmp_path):
+    from multimodal.errors import UsageError
+    from multimodal_train.decoder import load_init
+
+    unet, _ = create_decoder(decoder_json(tmp_path, "standardised"), 16)
+    with pytest.raises(UsageError, match="at least 2 training embeddings"):
+        set_condition_stats(unet, torch.randn(1, 16))
+    plain, _ = create_decoder(decoder_json(tmp_path, "layernorm"), 16)
+    plain.save_pretrained(tmp_path / "plain")
+    with pytest.raises(UsageError, match="standardises its condition"):
+        load_init(unet, str(tmp_path / "plain"))

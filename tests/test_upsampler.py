@@ -96,3 +96,21 @@ def test_the_upsampler_learns_from_its_low_res_input(tmp_path):
     red_minus_blue = (pred[:, 0] - pred[:, 2]).mean(dim=(1, 2))
     assert red_minus_blue[0] > 0 > red_minus_blue[1], red_minus_blue
     assert red_minus_blue[0] - red_minus_blue[1] > 0.4, red_minus_blue
+
+
+def test_decoder_base_is_checked_before_training(tmp_path, parts):
+    from types import SimpleNamespace
+
+    from multimodal_train.decoder import check_base
+
+    clip, decoder, scheduler, upsampler, up_scheduler = parts
+    TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), decoder, scheduler).save_pretrained(tmp_path / "base")
+    section = SimpleNamespace(config="x.json", base=str(tmp_path / "base"), prior="", eval_data="")
+    check_base(upsampler, section)  # a 32 px decoder under a 32 -> 64 upsampler: fine
+    with pytest.raises(UsageError, match="decoder.base is for upsamplers"):
+        check_base(decoder, section)
+    small, _ = create_decoder(upsampler_json(tmp_path, low_res_size=16), clip.embed_dim)
+    with pytest.raises(UsageError, match="does not make the 16 px images"):
+        check_base(small, section)
+    with pytest.raises(UsageError, match="not a pipeline folder"):
+        check_base(upsampler, SimpleNamespace(**{**vars(section), "base": str(tmp_path)}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def load_init(unet, folder: str) -> bool:
     try:
         trained = type(unet).from_pretrained(folder, torch_dtype=torch.float32)
         unet.load_state_dict(trained.state_dict())
-        inherited = "condition_mean" in trained.config and "condition_mean" in unet.config
+        if ("condition_mean" in trained.config) != ("condition_mean" in unet.config):
+            raise ValueError("one of the two standardises its condition (condition_norm) and the other does not")
+        inherited = "condition_mean" in trained.config
         if inherited:
             unet.register_to_config(condition_mean=trained.config.condition_mean,
                                     condition_std=trained.config.condition_std)
@@ -73,6 +76,25 @@ def load_init(unet, folder: str) -> bool:
                          "RUN_DIR/final/decoder folder of the architecture that decoder.config names") from None
     print(f"decoder: starting from the weights in {folder}", file=sys.stderr)
     return inherited
+
+
+def check_base(unet, section: DecoderSection) -> None:
+    """An upsampler needs decoder.base (the pipeline it completes, whose decoder makes its low-res size) and no
+    prior or held-out diagnostics; a decoder that is not an upsampler takes no decoder.base."""
+    size = unet.config.get("low_res_size")
+    if not size:
+        if section.base:
+            raise UsageError(f"decoder.base is for upsamplers, and {section.config} has no low_res_size")
+        return
+    if section.prior or section.eval_data or not section.base:
+        raise UsageError("an upsampler (low_res_size in its decoder config) trains without decoder.prior and "
+                         "decoder.eval_data, and needs decoder.base: the pipeline whose images it doubles")
+    config = Path(section.base) / "decoder" / "config.json"
+    if not config.is_file():
+        raise UsageError(f"decoder.base={section.base}: not a pipeline folder (no decoder/config.json)")
+    if json.loads(config.read_text())["sample_size"] != size:
+        raise UsageError(f"decoder.base={section.base}: its decoder does not make the {size} px images this "
+                         "upsampler takes")
 
 
 def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device):
@@ -139,9 +161,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
-        if unet.config.get("low_res_size") and (section.prior or section.eval_data or not section.base):
-            raise UsageError("an upsampler (low_res_size in its decoder config) trains without decoder.prior and "
-                             "decoder.eval_data, and needs decoder.base: the pipeline whose images it doubles")
+        check_base(unet, section)
         inherited = load_init(unet, section.init) if section.init else False
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)

@@ -122,11 +122,12 @@ def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) ->
         if sibling == out or not clip.digest or str(data.get("clip_files", "")) != clip.digest:
             continue
         if keys is None:  # one pass over the shards, kept small: only the resized pixels
-            keys, pixels = [], []
+            keys, captions, pixels = [], [], []
             for sample in iter_decoded(spec):
                 keys.append(sample.key)
+                captions.append(sample.caption)
                 pixels.append(fit_square(sample.image, image_size))
-        if keys != [str(k) for k in data["keys"]]:
+        if keys != [str(k) for k in data["keys"]] or captions != [str(c) for c in data["captions"]]:
             continue
         data.update(images=np.stack(pixels), spec=np.array(str(spec)))
         tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")

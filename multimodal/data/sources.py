@@ -50,12 +50,17 @@ def make_key(text: str) -> str:
 
 
 def dedupe_keys(items: list[SourceItem]) -> list[SourceItem]:
-    """Make keys unique by suffixing a short hash of the source; the order is kept."""
+    """Make keys unique by suffixing a short hash of the source; the order is kept. A renamed item keeps the split
+    of the key it was given (`meta["split_key"]`), so two copies of one thing never straddle train and eval."""
     seen: set[str] = set()
     for item in items:
         if item.key in seen:
-            digest = hashlib.sha1(item.source_name().encode()).hexdigest()[:8]
-            item.key = f"{item.key}-{digest}"
+            item.meta.setdefault("split_key", item.key)
+            key, salt = item.key, item.source_name()
+            while key in seen:
+                salt = hashlib.sha1(salt.encode()).hexdigest()
+                key = f"{item.key}-{salt[:8]}"
+            item.key = key
         seen.add(item.key)
     return items
 

@@ -106,6 +106,8 @@ def set_condition_stats(decoder: UNet2DConditionModel, embeddings: torch.Tensor)
 
     CLIP embeddings of one domain share most of their direction: standardised, what tells two images apart is
     what the projection sees, instead of a small variation on a large common part."""
+    if len(embeddings) < 2:
+        raise UsageError(f"the condition statistics need at least 2 training embeddings, got {len(embeddings)}")
     std, mean = torch.std_mean(embeddings.float(), dim=0)
     decoder.register_to_config(condition_mean=mean.tolist(), condition_std=std.clamp(min=1e-4).tolist())
 

@@ -53,10 +53,12 @@ class TextToImagePipeline(DiffusionPipeline):
                  upsampler_scheduler: SchedulerMixin | None = None):
         super().__init__()
         if (upsampler is None) != (upsampler_scheduler is None):
-            raise UsageError("an upsampler needs its scheduler (upsampler_scheduler), and the other way round")
+            raise UsageError("an upsampler needs its scheduler (upsampler_scheduler), and the other way round: to "
+                             "drop the upsampler, pass upsampler=None and upsampler_scheduler=None")
         if upsampler is not None and upsampler.config.get("low_res_size") != decoder.config.sample_size:
-            raise UsageError(f"the upsampler takes {upsampler.config.get('low_res_size')} px images, the decoder "
-                             f"makes {decoder.config.sample_size} px ones")
+            takes, makes = upsampler.config.get("low_res_size"), decoder.config.sample_size
+            raise UsageError(f"the upsampler takes {takes} px images, the decoder makes {makes} px ones" if takes
+                             else "the upsampler is not an upsampler (no low_res_size in its config)")
         self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler, upsampler=upsampler,
                               upsampler_scheduler=upsampler_scheduler)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
@@ -164,11 +166,12 @@ class TextToImagePipeline(DiffusionPipeline):
         labels = torch.cat([uncond, cond]) if guided else cond
         if low_res is not None:
             low_res = (torch.cat([low_res, low_res]) if guided else low_res).to(device, dtype)
+        condition = decoder_condition(unet, labels)  # the same at every step
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
             if low_res is not None:
                 inp = torch.cat([inp, low_res], dim=1)  # [B, 6, H, W]
-            eps = unet(inp, t, **decoder_condition(unet, labels)).sample
+            eps = unet(inp, t, **condition).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
