@@ -19,7 +19,7 @@ import torch
 
 def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int) -> torch.Tensor:
     """The reference: diffusers' scheduler API driven by hand, as in the diffusers docs."""
-    from multimodal.generation import decoder_condition
+    from multimodal.generation import decoder_condition, upsampler_input
 
     cond = pipe.embed_prompts([prompt]).repeat(n, 1)
     uncond = torch.zeros_like(cond)
@@ -36,7 +36,7 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
             eps_u, eps_c = pipe.decoder(inp, t, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
         if pipe.upsampler is not None:  # the 2x stage, unguided, beside the bicubic-upscaled image (SR3)
-            low = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic").clamp(-1, 1)
+            low = upsampler_input(x, 2 * size)
             scheduler = type(pipe.upsampler_scheduler).from_config(pipe.upsampler_scheduler.config)
             scheduler.set_timesteps(steps)
             x = torch.randn(low.shape, generator=generator) * scheduler.init_noise_sigma

@@ -102,17 +102,16 @@ def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, dev
     the `decoder.base` pipeline completed by it."""
     from multimodal.generation import EmbeddingPrior, TextToImagePipeline, sampling_scheduler
 
+    sampler = sampling_scheduler(noise_scheduler.config)
     if unet.config.get("low_res_size"):
         base = TextToImagePipeline.from_pretrained(section.base)
-        pipe = TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, unet,
-                                   sampling_scheduler(noise_scheduler.config))
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
-    if section.condition == "text" or not section.prior:  # the text embedding itself (GLIDE-style)
-        prior = EmbeddingPrior.identity(clip.embed_dim)
+        pipe = TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, unet, sampler)
     else:
-        prior = EmbeddingPrior.from_pretrained(section.prior)
-    pipe = TextToImagePipeline(clip.model, prior, unet, sampling_scheduler(noise_scheduler.config))
+        if section.condition == "text" or not section.prior:  # the text embedding itself (GLIDE-style)
+            prior = EmbeddingPrior.identity(clip.embed_dim)
+        else:
+            prior = EmbeddingPrior.from_pretrained(section.prior)
+        pipe = TextToImagePipeline(clip.model, prior, unet, sampler)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

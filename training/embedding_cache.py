@@ -96,12 +96,17 @@ def build_cache(lazy: LazyClip, spec, out: Path, image_size: int, templates=CAPT
         raise UsageError(f"no readable samples in {spec}")
     texts = [t.format(c) for c in captions for t in templates]
     text_emb = clip.embed_texts(texts).cpu()
+    return write_cache(out, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
+                       text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
+                       keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), clip_files=np.array(lazy.digest),
+                       templates=np.array(templates), spec=np.array(str(spec)))
+
+
+def write_cache(out: Path, **arrays: np.ndarray) -> Path:
+    """Write the .npz through a temporary file: a run killed mid-write leaves no half cache."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
-             text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
-             keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), clip_files=np.array(lazy.digest),
-             templates=np.array(templates), spec=np.array(str(spec)))
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, out)
     return out
 
@@ -118,21 +123,21 @@ def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) ->
     same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
     keys, pixels = None, None
     for sibling in sorted(out.parent.glob(f"{name}-*px*.npz")):
-        data = dict(np.load(sibling))
-        if sibling == out or not clip.digest or str(data.get("clip_files", "")) != clip.digest:
+        if sibling == out or not clip.digest:
             continue
-        if keys is None:  # one pass over the shards, kept small: only the resized pixels
-            keys, captions, pixels = [], [], []
-            for sample in iter_decoded(spec):
-                keys.append(sample.key)
-                captions.append(sample.caption)
-                pixels.append(fit_square(sample.image, image_size))
-        if keys != [str(k) for k in data["keys"]] or captions != [str(c) for c in data["captions"]]:
-            continue
-        data.update(images=np.stack(pixels), spec=np.array(str(spec)))
-        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **data)
-        os.replace(tmp, out)
+        with np.load(sibling) as data:  # lazy: the sibling's pixels are never read
+            if "clip_files" not in data.files or str(data["clip_files"]) != clip.digest:
+                continue
+            if keys is None:  # one pass over the shards, kept small: only the resized pixels
+                keys, captions, pixels = [], [], []
+                for sample in iter_decoded(spec):
+                    keys.append(sample.key)
+                    captions.append(sample.caption)
+                    pixels.append(fit_square(sample.image, image_size))
+            if keys != [str(k) for k in data["keys"]] or captions != [str(c) for c in data["captions"]]:
+                continue
+            arrays = {k: data[k] for k in data.files if k not in ("images", "spec")}
+        write_cache(out, **arrays, images=np.stack(pixels), spec=np.array(str(spec)))
         print(f"{out}: the embeddings of {sibling.name}, pixels at {image_size} px", file=sys.stderr)
         return out
     return None
