@@ -114,3 +114,32 @@ def test_decoder_base_is_checked_before_training(tmp_path, parts):
         check_base(small, section)
     with pytest.raises(UsageError, match="not a pipeline folder"):
         check_base(upsampler, SimpleNamespace(**{**vars(section), "base": str(tmp_path)}))
+
+
+def test_add_upsampler_pairs_a_later_decoder_with_a_trained_upsampler(parts, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip, decoder, scheduler, upsampler, up_scheduler = parts
+    script = Path(__file__).resolve().parents[1] / "training" / "recipes" / "add_upsampler.py"
+    TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), decoder, scheduler).save_pretrained(tmp_path / "base")
+    TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), decoder, scheduler, upsampler,
+                        up_scheduler).save_pretrained(tmp_path / "up")
+
+    def add(donor: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), "--pipeline", str(tmp_path / "base"),
+                               "--upsampler", str(tmp_path / donor), "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=300)
+
+    assert add("up").returncode == 0
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "out")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("a cat", num_inference_steps=2, output_type="np").images.shape == (1, 64, 64, 3)
+    refused = add("base")
+    assert refused.returncode != 0 and "has no upsampler stage" in refused.stderr
+    other = mm.create_model("tiny")  # different random weights: another CLIP space
+    TextToImagePipeline(other, EmbeddingPrior(64, 64, 1), decoder, scheduler, upsampler,
+                        up_scheduler).save_pretrained(tmp_path / "other")
+    refused = add("other")
+    assert refused.returncode != 0 and "different CLIP models" in refused.stderr
