@@ -167,7 +167,8 @@ class Demo:
     @staticmethod
     def _steps_callback(progress, steps: int):
         def callback(pipe, i, t, kwargs):
-            progress((i + 1) / steps, desc=f"denoising step {i + 1}/{steps}")
+            total = pipe.total_steps(steps)  # an upsampler stage doubles them
+            progress((i + 1) / total, desc=f"denoising step {i + 1}/{total}")
 
         return callback
 

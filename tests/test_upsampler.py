@@ -38,8 +38,11 @@ def test_the_upsampler_doubles_the_images_and_round_trips(parts, tmp_path):
     pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), decoder, scheduler, upsampler, up_scheduler)
     pipe.set_progress_bar_config(disable=True)
     kw = {"num_inference_steps": 3, "output_type": "np"}
-    images = pipe("a red apple", generator=torch.Generator().manual_seed(0), **kw).images
+    steps = []
+    images = pipe("a red apple", generator=torch.Generator().manual_seed(0),
+                  callback_on_step_end=lambda p, i, t, k: steps.append(i), **kw).images
     assert images.shape == (1, 64, 64, 3)
+    assert steps == list(range(6)) and pipe.total_steps(3) == 6  # the upsampler's steps follow the decoder's
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = TextToImagePipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)

@@ -139,19 +139,25 @@ class TextToImagePipeline(DiffusionPipeline):
                generator: torch.Generator | None, height: int, width: int,
                callback_on_step_end: Callable | None = None) -> torch.Tensor:
         """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1], or [B, 3, 2H, 2W] through the upsampler.
-        Guidance scale 1 is plain conditional sampling; the upsampler runs unguided (guidance 1)."""
+        Guidance scale 1 is plain conditional sampling; the upsampler runs unguided (guidance 1). The callback sees
+        the upsampler's steps after the decoder's, numbered on (see `total_steps`)."""
         self.eval_mode()
         x = self._denoise(self.decoder, self.scheduler, cond, uncond, num_inference_steps, guidance_scale,
                           generator, (height, width), callback_on_step_end)
         if self.upsampler is not None:
             low = upsampler_input(x, 2 * height, 2 * width)
             x = self._denoise(self.upsampler, self.upsampler_scheduler, cond, uncond, num_inference_steps, 1.0,
-                              generator, (2 * height, 2 * width), low_res=low)
+                              generator, (2 * height, 2 * width), callback_on_step_end, low_res=low,
+                              first_step=num_inference_steps)
         return (x / 2 + 0.5).clamp(0, 1)
+
+    def total_steps(self, num_inference_steps: int) -> int:
+        """How many denoising steps (callback calls) one call makes: both stages' with an upsampler."""
+        return num_inference_steps * (2 if self.upsampler is not None else 1)
 
     def _denoise(self, unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, steps: int, guidance_scale: float,
                  generator: torch.Generator | None, size: tuple[int, int], callback_on_step_end: Callable | None = None,
-                 low_res: torch.Tensor | None = None) -> torch.Tensor:
+                 low_res: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
         """One sampling loop of `unet` from pure noise: [B, 3, *size] in [-1, 1]."""
         device, dtype = self.device, unet.dtype
         # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
@@ -177,7 +183,7 @@ class TextToImagePipeline(DiffusionPipeline):
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = scheduler.step(eps, t, x, **extra).prev_sample
             if callback_on_step_end is not None:
-                callback_on_step_end(self, i, t, {"latents": x})
+                callback_on_step_end(self, first_step + i, t, {"latents": x})
         return x
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
