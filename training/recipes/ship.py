@@ -67,9 +67,8 @@ def main() -> None:
             if pipe.upsampler is not None:
                 pipe.upsampler_scheduler = sampling_scheduler(pipe.upsampler_scheduler.config)
             pipe.save_pretrained(tmp)
-            for unet in ("decoder", "upsampler"):
-                if (tmp / unet).is_dir():
-                    halve(tmp / unet)
+            for unet in ("decoder", "upsampler"):  # a folder that is not there has no files to halve
+                halve(tmp / unet)
 
         replace(assets / "builtin" / "pipeline", save)
     clip = assets / "builtin" / "clip"
