@@ -61,10 +61,17 @@ def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: st
 
 def load_init(unet, folder: str) -> bool:
     """Start from a trained decoder's weights (RUN_DIR/final/decoder): a warm start with a fresh optimizer.
-    True if it also brought the condition statistics its weights were trained with."""
+    True if it also brought the condition statistics its weights were trained with. A 3-channel decoder can start
+    a 6-channel one (a retrieval decoder): the new input channels start at zero weights, so the warm start first
+    computes what the trained decoder did and learns to use the image beside it (as inpainting UNets are made)."""
     try:
         trained = type(unet).from_pretrained(folder, torch_dtype=torch.float32)
-        unet.load_state_dict(trained.state_dict())
+        weights = trained.state_dict()
+        mine, theirs = unet.conv_in.weight, weights["conv_in.weight"]
+        if theirs.shape[1] < mine.shape[1] and theirs.shape[0] == mine.shape[0]:
+            weights["conv_in.weight"] = torch.cat([theirs, theirs.new_zeros(
+                (mine.shape[0], mine.shape[1] - theirs.shape[1], *mine.shape[2:]))], dim=1)
+        unet.load_state_dict(weights)
         if ("condition_mean" in trained.config) != ("condition_mean" in unet.config):
             raise ValueError("one of the two standardises its condition (condition_norm) and the other does not")
         inherited = "condition_mean" in trained.config
@@ -97,7 +104,27 @@ def check_base(unet, section: DecoderSection) -> None:
                          "upsampler takes")
 
 
-def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device):
+NEAR_COPY = 0.98  # CLIP cosine above which two training images count as copies of one another
+
+
+def neighbour_bank(unet, section: DecoderSection, cache: dict):
+    """For a retrieval decoder: the bank of its training images, and each image's K nearest others [N, K] (itself
+    and its near-copies left out, so that it learns to change a neighbour, not to copy it); else (None, None)."""
+    from multimodal.generation import NeighbourBank
+
+    k = unet.config.get("retrieval_top_k")
+    if not k:
+        return None, None
+    if section.condition != "image":
+        raise UsageError("a retrieval decoder finds its neighbours by CLIP image embedding: decoder.condition=image")
+    bank = NeighbourBank.from_arrays(cache["images"], cache["image_emb"], str(cache.get("clip_hash", "")))
+    emb = torch.from_numpy(cache["image_emb"]).float()
+    neighbours = torch.cat([bank.nearest(emb[i:i + 1024], k, exclude_above=NEAR_COPY)
+                            for i in range(0, len(emb), 1024)])
+    return bank, neighbours
+
+
+def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device, bank=None):
     """The text-to-image pipeline of this decoder (an identity prior when none is trained yet), or for an upsampler,
     the `decoder.base` pipeline completed by it."""
     from multimodal.generation import EmbeddingPrior, TextToImagePipeline, sampling_scheduler
@@ -105,13 +132,13 @@ def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, dev
     sampler = sampling_scheduler(noise_scheduler.config)
     if unet.config.get("low_res_size"):
         base = TextToImagePipeline.from_pretrained(section.base)
-        pipe = TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, unet, sampler)
+        pipe = TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, unet, sampler, base.bank)
     else:
         if section.condition == "text" or not section.prior:  # the text embedding itself (GLIDE-style)
             prior = EmbeddingPrior.identity(clip.embed_dim)
         else:
             prior = EmbeddingPrior.from_pretrained(section.prior)
-        pipe = TextToImagePipeline(clip.model, prior, unet, sampler)
+        pipe = TextToImagePipeline(clip.model, prior, unet, sampler, bank=bank)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -140,7 +167,8 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
     pixels = torch.from_numpy(heldout["images"][pick]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     cond = torch.from_numpy(heldout[f"{section.condition}_emb"][pick]).float()
     cond = cond[:, 0] if cond.ndim == 3 else cond  # text: the bare caption
-    metrics = condition_sensitivity(pipe.decoder, noise_scheduler, pixels, cond, pipe.decoder_inputs)
+    pipe.eval_mode()
+    metrics = condition_sensitivity(pipe.predictor(), noise_scheduler, pixels, cond)
     captions = [str(c) for c in heldout["captions"]]
     real = [Image.fromarray(a) for a in heldout["images"][pick]]  # at the decoder's size: the fair ceiling
     recon, images = reconstruction_metrics(pipe, clip, real, [captions[i] for i in pick], captions, cond,
@@ -164,8 +192,10 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         inherited = load_init(unet, section.init) if section.init else False
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
+        bank, neighbours = neighbour_bank(unet, section, cache)
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
-                              "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float()},  # [N, (T,) D]
+                              "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float(),  # [N, (T,) D]
+                              **({"neighbours": neighbours} if bank is not None else {})},  # [N, K]
                              cfg.data.batch_size, cfg.seed, info)
         if "condition_mean" in unet.config and not inherited:  # a warm start keeps the statistics it learned with
             set_condition_stats(unet, data.tensors["cond"].flatten(0, -2))
@@ -173,19 +203,19 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                              unet.config.sample_size) if section.eval_data else None
         objective = DiffusionObjective(unet, wrap_ddp(unet, info), noise_scheduler, section.cond_drop,
                                        section.ema_decay, functools.partial(autocast, info.device, cfg.precision),
-                                       section.snr_gamma)
+                                       section.snr_gamma, bank)
         run_dir = Path(cfg.run_dir)
 
         def evaluate() -> dict:
             if heldout is None:
                 return {}
-            pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
+            pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device, bank)
             path = run_dir / "samples" / f"reconstruction-{loop.step:08d}.png"
             return diagnostics(pipe, clip.model, heldout, section, noise_scheduler, path)
 
         def on_log(step: int) -> None:
             if section.sample_every and step % section.sample_every == 0:
-                pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device)
+                pipe = pipeline(clip, section, objective.ema_unet(), noise_scheduler, info.device, bank)
                 save_grid(pipe, section, run_dir / "samples" / f"step-{step:08d}.png")
 
         loop = TrainLoop(unet, objective, data, cfg, evaluate=evaluate, on_log=on_log)
@@ -195,7 +225,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
             ema.save_pretrained(final / "decoder")
             noise_scheduler.save_pretrained(final / "scheduler")
             if section.sample_every or section.prior or section.base:
-                pipe = pipeline(clip, section, ema, noise_scheduler, info.device)
+                pipe = pipeline(clip, section, ema, noise_scheduler, info.device, bank)
             if section.sample_every:
                 save_grid(pipe, section, run_dir / "samples" / "final.png")
             if section.prior or section.base:

@@ -122,15 +122,21 @@ class DiffusionObjective(Objective):
     An upsampler (`low_res_size` in the UNet's config) also sees the image downscaled to that size and upscaled
     back, with Gaussian noise of a random std up to LOW_RES_NOISE: the base decoder's images are not clean
     downscales, and the noise keeps the upsampler from copying their artefacts (Imagen's augmentation, without
-    telling the network the level)."""
+    telling the network the level).
+    A retrieval decoder (`retrieval_top_k`) takes batches with `"neighbours": [B, K]` indices into `bank` (each
+    image's K nearest others, never itself): one of them, drawn per sample, is the image it sees beside its noisy
+    input, and it is dropped together with the condition."""
 
     LOW_RES_NOISE = 0.1
 
     def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
-                 autocast: Callable, snr_gamma: float = 0.0):
+                 autocast: Callable, snr_gamma: float = 0.0, bank=None):
         from diffusers.training_utils import EMAModel
 
-        self.unet, self.forward, self.noise_scheduler = unet, forward, noise_scheduler
+        if bool(unet.config.get("retrieval_top_k")) != (bank is not None):
+            raise UsageError("a retrieval decoder (retrieval_top_k) trains with a bank of training images, and "
+                             "only it does")
+        self.unet, self.forward, self.noise_scheduler, self.bank = unet, forward, noise_scheduler, bank
         self.cond_drop, self.autocast, self.snr_gamma = cond_drop, autocast, snr_gamma
         self.ema = EMAModel(unet.parameters(), decay=ema_decay)
 
@@ -150,6 +156,10 @@ class DiffusionObjective(Objective):
             else self.noise_scheduler.get_velocity(x0, noise, t)
         if self.unet.config.get("low_res_size"):
             noisy = torch.cat([noisy, self.low_res(x0)], dim=1)  # [B, 6, S, S]
+        elif self.bank is not None:
+            neighbours = batch["neighbours"]  # [B, K]
+            drawn = neighbours[torch.arange(len(x0)), torch.randint(0, neighbours.shape[1], (len(x0),))]
+            noisy = torch.cat([noisy, self.bank.pixels(drawn).to(device) * keep[:, :, None, None]], dim=1)
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
         loss = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]

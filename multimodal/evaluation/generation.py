@@ -7,6 +7,8 @@
 - Frechet distance between generated and real held-out images in the *CLIP image-embedding space* of
   the judging model (no Inception network is available offline, so this is not FID; its values are
   not comparable with published FIDs, only with each other).
+- Copy distance, for a pipeline that retrieves training images (a `bank`): the median RMS pixel distance from each
+  image to its nearest bank image, beside the same for the real held-out images, which are new by construction.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def generation_metrics(pipe, judge, prompts: Sequence[str], real_images: Sequenc
         "frechet_clip_distance": frechet_distance(gen_feats.numpy().astype(np.float64),
                                                   real_feats.numpy().astype(np.float64)),
     }
+    if getattr(pipe, "bank", None) is not None:  # how close to copies of training images the pictures are
+        metrics["copy_distance"] = pipe.bank.copy_distance(generated).median().item()
+        metrics["copy_distance_real"] = pipe.bank.copy_distance(real_images).median().item()
     return metrics, generated
 
 
@@ -73,15 +78,14 @@ SENSITIVITY_TIMESTEPS = (100, 300, 500, 700, 900)  # the centres of five equal t
 
 
 @torch.inference_mode()
-def condition_sensitivity(decoder, scheduler, images: torch.Tensor, cond: torch.Tensor, condition_kwargs,
+def condition_sensitivity(predict, scheduler, images: torch.Tensor, cond: torch.Tensor,
                           timesteps: Sequence[int] = SENSITIVITY_TIMESTEPS, seed: int = 0,
                           batch_size: int = 64) -> dict:
     """How much the decoder uses its condition: ||eps(x_t, c) - eps(x_t, null)|| / ||eps(x_t, c)||, the mean over
     images, per timestep. images [N, 3, S, S] in [-1, 1], cond [N, D]; `scheduler` is the training scheduler and
-    `condition_kwargs(decoder, cond)` the decoder's forward arguments for a condition (generation's
-    `decoder_condition`). v-prediction outputs are turned into noise predictions first, so objectives compare on
-    one scale."""
-    decoder.eval()
+    `predict(x_t, t, cond)` the decoder's output (the pipeline's `predictor()`: for a retrieval decoder the null
+    condition also takes away the retrieved image). v-prediction outputs are turned into noise predictions first,
+    so objectives compare on one scale."""
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     alpha_bar = scheduler.alphas_cumprod
     out = {}
@@ -91,7 +95,7 @@ def condition_sensitivity(decoder, scheduler, images: torch.Tensor, cond: torch.
             x0, c, n = images[i:i + batch_size], cond[i:i + batch_size], noise[i:i + batch_size]
             tt = torch.full((len(x0),), int(t), dtype=torch.long)
             xt = scheduler.add_noise(x0, n, tt)
-            preds = [decoder(xt, tt, **condition_kwargs(decoder, cc)).sample.float()
+            preds = [predict(xt, tt, cc).float()
                      for cc in (c, torch.zeros_like(c))]
             if scheduler.config.prediction_type == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
                 preds = [alpha_bar[t].sqrt() * p + (1 - alpha_bar[t]).sqrt() * xt for p in preds]
@@ -158,7 +162,8 @@ def decoder_diagnostics(pipe, judge, data, *, num_images: int, settings: Sequenc
     if sensitivity:
         train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         pixels = fit_pixels(images, pipe.decoder.config.sample_size)
-        rows.append(condition_sensitivity(pipe.decoder, train_scheduler, pixels, cond.cpu(), pipe.decoder_inputs))
+        pipe.eval_mode()
+        rows.append(condition_sensitivity(pipe.predictor(), train_scheduler, pixels, cond.cpu()))
     for steps, guidance in settings if reconstruction else ():
         metrics, _ = reconstruction_metrics(pipe, judge, images, captions, every_caption, cond, steps=steps,
                                             guidance_scale=guidance)

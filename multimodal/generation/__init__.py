@@ -4,11 +4,13 @@ from multimodal.generation.components import (
     EmbeddingPrior,
     create_decoder,
     decoder_condition,
+    denoise,
     sampling_scheduler,
     set_condition_stats,
     upsampler_input,
 )
 from multimodal.generation.pipeline import TextToImagePipeline
+from multimodal.generation.retrieval import NeighbourBank
 
-__all__ = ["EmbeddingPrior", "TextToImagePipeline", "create_decoder", "decoder_condition", "sampling_scheduler",
-           "set_condition_stats", "upsampler_input"]
+__all__ = ["EmbeddingPrior", "NeighbourBank", "TextToImagePipeline", "create_decoder", "decoder_condition", "denoise",
+           "sampling_scheduler", "set_condition_stats", "upsampler_input"]

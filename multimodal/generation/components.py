@@ -19,7 +19,8 @@ from torch.nn import functional as F
 from multimodal.errors import UsageError
 
 DECODER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs" / "decoder"
-OWN_CONFIG_KEYS = ("condition_scale", "condition_mean", "condition_std", "low_res_size")  # read by this module
+# read by this module
+OWN_CONFIG_KEYS = ("condition_scale", "condition_mean", "condition_std", "low_res_size", "retrieval_top_k")
 
 
 class _OwnConfigKeys(logging.Filter):
@@ -91,6 +92,11 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
         unet.register_to_config(condition_mean=[0.0] * embed_dim, condition_std=[1.0] * embed_dim)
     if config.get("low_res_size"):  # an upsampler: in_channels = its noisy image + the low-res image, upscaled
         unet.register_to_config(low_res_size=int(config["low_res_size"]))
+    if config.get("retrieval_top_k"):  # in_channels = its noisy image + a retrieved neighbour (retrieval.py)
+        unet.register_to_config(retrieval_top_k=int(config["retrieval_top_k"]))
+    if unet.config.in_channels != 3 * (1 + bool(config.get("low_res_size") or config.get("retrieval_top_k"))):
+        raise UsageError(f"decoder config {name_or_path!r}: in_channels must be 6 with low_res_size or "
+                         "retrieval_top_k (the noisy image and the image beside it), else 3")
     return unet, DDPMScheduler(**config["scheduler"])
 
 
@@ -99,6 +105,15 @@ def upsampler_input(images: torch.Tensor, height: int, width: int | None = None)
     input (SR3's concatenation)."""
     size = (height, width or height)
     return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def denoise(unet: UNet2DConditionModel, x: torch.Tensor, t, cond: torch.Tensor,
+            beside: torch.Tensor | None = None) -> torch.Tensor:
+    """One denoiser call: x [B, 3, H, W] at timestep t, conditions [B, D] (zeros = null), and for an upsampler or a
+    retrieval decoder the image it sees beside x (`beside` [B, 3, H, W], concatenated on channels)."""
+    if beside is not None:
+        x = torch.cat([x, beside.to(x.device, x.dtype)], dim=1)  # [B, 6, H, W]
+    return unet(x, t, **decoder_condition(unet, cond)).sample
 
 
 def set_condition_stats(decoder: UNet2DConditionModel, embeddings: torch.Tensor) -> None:

@@ -27,7 +27,8 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
-from multimodal.generation.components import EmbeddingPrior, decoder_condition, upsampler_input
+from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input
+from multimodal.generation.retrieval import NeighbourBank
 from multimodal.models import CLIPModel
 
 MAX_STEPS = 1000
@@ -43,15 +44,17 @@ DEFAULT_VARIATION_GUIDANCE = 3.0
 
 class TextToImagePipeline(DiffusionPipeline):
     """The optional `upsampler` (a decoder with `low_res_size`, and its `upsampler_scheduler`) doubles the decoder's
-    images, conditioned on the same embedding (unCLIP's upsampler stage, here a CLIP-conditioned SR3)."""
+    images, conditioned on the same embedding (unCLIP's upsampler stage, here a CLIP-conditioned SR3). A decoder with
+    `retrieval_top_k` in its config needs the `bank` of training images it retrieves from (retrieval.py)."""
 
     model_cpu_offload_seq = "clip->prior->decoder->upsampler"
-    _optional_components = ["upsampler", "upsampler_scheduler"]
+    _optional_components = ["upsampler", "upsampler_scheduler", "bank"]
 
     def __init__(self, clip: CLIPModel, prior: EmbeddingPrior, decoder: UNet2DConditionModel,
                  scheduler: SchedulerMixin, upsampler: UNet2DConditionModel | None = None,
-                 upsampler_scheduler: SchedulerMixin | None = None):
+                 upsampler_scheduler: SchedulerMixin | None = None, bank: NeighbourBank | None = None):
         super().__init__()
+        self._check_bank(decoder, bank, clip)
         if (upsampler is None) != (upsampler_scheduler is None):
             raise UsageError("an upsampler needs its scheduler (upsampler_scheduler), and the other way round: to "
                              "drop the upsampler, pass upsampler=None and upsampler_scheduler=None")
@@ -60,7 +63,7 @@ class TextToImagePipeline(DiffusionPipeline):
             raise UsageError(f"the upsampler takes {takes} px images, the decoder makes {makes} px ones" if takes
                              else "the upsampler is not an upsampler (no low_res_size in its config)")
         self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler, upsampler=upsampler,
-                              upsampler_scheduler=upsampler_scheduler)
+                              upsampler_scheduler=upsampler_scheduler, bank=bank)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
 
     @classmethod
@@ -103,13 +106,35 @@ class TextToImagePipeline(DiffusionPipeline):
         return self.prior(self.clip.embed_texts(prompts).to(self.device, self.prior.dtype))
 
     @staticmethod
-    def decoder_inputs(decoder, cond: torch.Tensor) -> dict:
-        """The decoder's forward arguments for [B, D] conditions (zeros = null): see `decoder_condition`."""
-        return decoder_condition(decoder, cond)
+    def _check_bank(decoder, bank: NeighbourBank | None, clip: CLIPModel) -> None:
+        if not decoder.config.get("retrieval_top_k"):
+            if bank is not None:
+                raise UsageError("a bank of training images is for a retrieval decoder (retrieval_top_k in its "
+                                 "config), and this decoder has none: pass bank=None")
+            return
+        if bank is None:
+            raise UsageError("this decoder retrieves training images (retrieval_top_k in its config): pass the bank "
+                             "it was trained with (bank=NeighbourBank...), as its pipeline folder holds it")
+        if bank.config.image_size != decoder.config.sample_size or bank.config.embed_dim != clip.embed_dim:
+            raise UsageError(f"the bank holds {bank.config.image_size} px images with {bank.config.embed_dim}-d "
+                             f"embeddings; the decoder makes {decoder.config.sample_size} px images and the CLIP "
+                             f"embeds in {clip.embed_dim}-d")
+        if bank.config.clip_fingerprint and bank.config.clip_fingerprint != clip.fingerprint():
+            raise UsageError("the bank's embeddings were made by another CLIP than this pipeline's: rebuild the "
+                             "bank with this CLIP, or use the CLIP it was built with")
+
+    def predictor(self) -> Callable:
+        """(x_t [B, 3, H, W], t [B], cond [B, D]) -> the decoder's output, a retrieval decoder seeing the nearest
+        bank image of each condition: what `condition_sensitivity` measures."""
+        def predict(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            beside = self.bank.lookup(cond, 1) if self.decoder.config.get("retrieval_top_k") else None
+            return denoise(self.decoder, x, t, cond, beside)
+
+        return predict
 
     def eval_mode(self) -> None:
         """Dropout off and frozen statistics, whatever mode the modules were handed over in."""
-        for module in (self.clip, self.prior, self.decoder, self.upsampler):
+        for module in (self.clip, self.prior, self.decoder, self.upsampler, self.bank):
             if module is not None:
                 module.eval()
 
@@ -170,13 +195,17 @@ class TextToImagePipeline(DiffusionPipeline):
         extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         guided = guidance_scale != 1.0
         labels = torch.cat([uncond, cond]) if guided else cond
-        if low_res is not None:
-            low_res = (torch.cat([low_res, low_res]) if guided else low_res).to(device, dtype)
+        beside = low_res
+        if beside is not None:
+            beside = torch.cat([beside, beside]) if guided else beside
+        elif unet.config.get("retrieval_top_k"):  # one of the top-k bank images of each condition (null: zeros)
+            beside = self.bank.lookup(labels, unet.config.retrieval_top_k, generator)
+        beside = beside.to(device, dtype) if beside is not None else None
         condition = decoder_condition(unet, labels)  # the same at every step
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
-            if low_res is not None:
-                inp = torch.cat([inp, low_res], dim=1)  # [B, 6, H, W]
+            if beside is not None:
+                inp = torch.cat([inp, beside], dim=1)  # [B, 6, H, W]
             eps = unet(inp, t, **condition).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     if base.clip.fingerprint() != donor.clip.fingerprint():
         sys.exit("the two pipelines hold different CLIP models: an upsampler is conditioned on its own CLIP's space")
     TextToImagePipeline(base.clip, base.prior, base.decoder, base.scheduler, donor.upsampler,
-                        donor.upsampler_scheduler).save_pretrained(args.out)
+                        donor.upsampler_scheduler, base.bank).save_pretrained(args.out)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

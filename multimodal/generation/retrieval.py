@@ -1,0 +1,82 @@
+"""Retrieval for a semi-parametric decoder: the training images the decoder may look at, found by CLIP embedding.
+
+A decoder with `retrieval_top_k` in its config also sees, beside its noisy input, one training image whose CLIP
+image embedding is among the `retrieval_top_k` nearest to its condition (the concatenation the upsampler uses for
+its low-res image). It then learns what tells the condition apart from a neighbour that already has the
+condition's subject and layout, instead of drawing every object from scratch: the retrieval-augmented diffusion of
+Blattmann et al. 2022 (RDM) and Sheynin et al. 2022 (kNN-Diffusion), which reach a given image quality with a
+fraction of a parametric model's size and training. The bank holds only training-split images.
+
+    bank = NeighbourBank.from_arrays(images_uint8, image_embeddings)   # [N, S, S, 3], [N, D]
+    extra = bank.lookup(cond, top_k=4, generator=g)                    # [B, 3, S, S] in [-1, 1]; zeros for null rows
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from PIL import Image
+from torch.nn import functional as F
+
+from multimodal.errors import UsageError
+
+
+class NeighbourBank(ModelMixin, ConfigMixin):
+    """Training images [N, S, S, 3] uint8 and their unit CLIP image embeddings [N, D] (float16), as buffers, so that
+    the bank saves and loads like any diffusers model (config.json beside its safetensors)."""
+
+    @register_to_config
+    def __init__(self, num_images: int = 1, image_size: int = 32, embed_dim: int = 384, clip_fingerprint: str = ""):
+        super().__init__()
+        self.register_buffer("images", torch.zeros(num_images, image_size, image_size, 3, dtype=torch.uint8))
+        self.register_buffer("embeddings", torch.zeros(num_images, embed_dim, dtype=torch.float16))
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray | torch.Tensor, embeddings: np.ndarray | torch.Tensor,
+                    clip_fingerprint: str = "") -> NeighbourBank:
+        images, embeddings = torch.as_tensor(images), torch.as_tensor(embeddings).float()
+        if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+            raise UsageError(f"bank images must be [N, S, S, 3] uint8, got {tuple(images.shape)}")
+        if embeddings.shape[0] != images.shape[0]:
+            raise UsageError(f"{images.shape[0]} bank images but {embeddings.shape[0]} embeddings")
+        bank = cls(images.shape[0], images.shape[1], embeddings.shape[1], clip_fingerprint)
+        bank.images.copy_(images.to(torch.uint8))
+        bank.embeddings.copy_(F.normalize(embeddings, dim=-1).half())
+        return bank
+
+    def nearest(self, cond: torch.Tensor, k: int, exclude_above: float | None = None) -> torch.Tensor:
+        """[B, D] -> [B, k] bank indices, nearest first; with `exclude_above`, bank entries whose cosine exceeds it
+        (the query image itself and its near-copies, for training) are passed over."""
+        sims = F.normalize(cond.float(), dim=-1) @ self.embeddings.float().T  # [B, N]
+        if exclude_above is not None:
+            sims = sims.masked_fill(sims > exclude_above, -2.0)
+        return sims.topk(min(k, len(self.embeddings)), dim=1).indices
+
+    def pixels(self, index: torch.Tensor) -> torch.Tensor:
+        """Bank indices [B] -> images [B, 3, S, S] in [-1, 1]."""
+        return self.images[index.to(self.images.device)].permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+    @torch.no_grad()
+    def lookup(self, cond: torch.Tensor, top_k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, D] conditions -> [B, 3, S, S]: for each, one of its `top_k` nearest images drawn by `generator`
+        (top_k 1: the nearest); an all-zero (null) condition gets the zero image, the unconditional input."""
+        candidates = self.nearest(cond, top_k)  # [B, k]
+        pick = torch.randint(0, candidates.shape[1], (len(cond),), generator=generator)
+        out = self.pixels(candidates[torch.arange(len(cond)), pick])
+        null = (cond == 0).all(dim=-1).to(out.device)
+        return out.masked_fill(null[:, None, None, None], 0.0)
+
+    @torch.no_grad()
+    def copy_distance(self, images) -> torch.Tensor:
+        """PIL images -> [N]: each one's RMS pixel distance (0..1) to its nearest bank image, both at the bank's
+        size. Near 0 means a copy of a training image; held-out real images give the scale of a new image."""
+        size = self.config.image_size
+        pixels = torch.stack([torch.from_numpy(np.array(im.convert("RGB").resize((size, size), Image.LANCZOS)))
+                              for im in images]).flatten(1).float().div(255)  # [N, S*S*3]
+        best = torch.full((len(pixels),), float("inf"))
+        for i in range(0, len(self.images), 4096):  # a chunk of the bank at a time: [4096, S*S*3] float
+            chunk = self.images[i:i + 4096].flatten(1).float().div(255).cpu()
+            best = torch.minimum(best, torch.cdist(pixels, chunk).min(dim=1).values)
+        return best / (pixels.shape[1] ** 0.5)

@@ -1,0 +1,130 @@
+"""The retrieval decoder (a bank of training images beside the noisy input), on tiny real models."""
+
+import contextlib
+import json
+
+import pytest
+import torch
+
+import multimodal as mm
+from multimodal.errors import UsageError
+from multimodal.evaluation.generation import condition_sensitivity
+from multimodal.generation import EmbeddingPrior, NeighbourBank, TextToImagePipeline, create_decoder, sampling_scheduler
+
+SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+UNET = {"sample_size": 16, "out_channels": 3, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D"], "block_out_channels": [16, 32], "layers_per_block": 1,
+        "mid_block_type": "UNetMidBlock2D", "resnet_time_scale_shift": "scale_shift", "norm_num_groups": 8,
+        "addition_embed_type": "image", "encoder_hid_dim_type": "image_proj", "cross_attention_dim": 8}
+
+
+def decoder_json(tmp_path, retrieval: bool = True) -> str:
+    spec = {"unet": {**UNET, "in_channels": 6 if retrieval else 3}, "scheduler": SCHEDULER, "condition_norm": True,
+            **({"retrieval_top_k": 2} if retrieval else {})}
+    path = tmp_path / f"decoder-{retrieval}.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def colour_squares(n: int = 8, dim: int = 64):
+    """Red, blue, green and yellow squares; embedding e_i means colour i % 4."""
+    colours = torch.tensor([[230, 30, 30], [30, 30, 230], [30, 200, 30], [230, 230, 30]], dtype=torch.uint8)
+    which = torch.arange(n) % 4
+    images = colours[which][:, None, None, :].expand(n, 16, 16, 3).contiguous()
+    return images, torch.eye(dim)[which] + 0.01 * torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    return mm.create_model("tiny")
+
+
+def test_lookup_draws_among_the_nearest_and_gives_null_conditions_no_image():
+    images, emb = colour_squares()
+    bank = NeighbourBank.from_arrays(images, emb)
+    nearest = bank.nearest(emb[:2], 2)
+    assert set(nearest[0].tolist()) == {0, 4} and set(nearest[1].tolist()) == {1, 5}  # the two red, the two blue
+    assert bank.nearest(emb[:1], 2, exclude_above=0.999)[0, 0] == 4  # itself left out: its copy comes first
+    cond = torch.cat([emb[:1], torch.zeros(1, 64)])
+    out = bank.lookup(cond, 1)
+    assert out.shape == (2, 3, 16, 16)
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([230, 30, 30]) / 127.5 - 1) and not out[1].any()
+    from PIL import Image
+
+    copies = bank.copy_distance([Image.fromarray(images[0].numpy()), Image.new("RGB", (32, 32), "white")])
+    assert copies[0] < 1e-6 < 0.3 < copies[1]  # a bank image is its own copy; white is far from every square
+    with pytest.raises(UsageError, match="embeddings"):
+        NeighbourBank.from_arrays(images, emb[:3])
+
+
+def test_the_pipeline_needs_the_bank_of_a_retrieval_decoder_and_only_then(tmp_path, clip):
+    retrieval, scheduler = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    plain, _ = create_decoder(decoder_json(tmp_path, retrieval=False), clip.embed_dim)
+    images, emb = colour_squares()
+    bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
+    sampler = sampling_scheduler(scheduler.config)
+    with pytest.raises(UsageError, match="pass the bank"):
+        TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), retrieval, sampler)
+    with pytest.raises(UsageError, match="retrieval decoder"):
+        TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), plain, sampler, bank=bank)
+    other = NeighbourBank.from_arrays(images, emb, "0" * 64)
+    with pytest.raises(UsageError, match="another CLIP"):
+        TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), retrieval, sampler, bank=other)
+    with pytest.raises(UsageError, match="in_channels must be 6"):
+        bad = tmp_path / "bad.json"
+        spec = json.loads(open(decoder_json(tmp_path)).read())
+        bad.write_text(json.dumps({**spec, "unet": {**UNET, "in_channels": 3}}))
+        create_decoder(str(bad), clip.embed_dim)
+
+
+def test_a_trained_retrieval_decoder_uses_its_neighbour_and_round_trips(tmp_path, clip):
+    from multimodal_train.objectives import DiffusionObjective
+
+    torch.manual_seed(0)
+    unet, scheduler = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares()
+    bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
+    from multimodal.generation import set_condition_stats
+
+    set_condition_stats(unet, emb)
+    neighbours = torch.stack([bank.nearest(e[None], 1, exclude_above=0.999)[0] for e in emb])  # the other square
+    objective = DiffusionObjective(unet, unet, scheduler, cond_drop=0.1, ema_decay=0.9,
+                                   autocast=contextlib.nullcontext, bank=bank)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    for _ in range(40):
+        objective({"images": images, "cond": emb, "neighbours": neighbours}).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config), bank=bank)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.eval_mode()
+    after = condition_sensitivity(pipe.predictor(), scheduler, images.permute(0, 3, 1, 2).float() / 127.5 - 1, emb)
+    assert min(after.values()) > 0.05, after  # the null condition also takes the neighbour away
+    cond = emb[:2]
+    kw = {"num_inference_steps": 4, "guidance_scale": 2.0, "output_type": "np"}
+    made = pipe._output(pipe.sample(cond, torch.zeros_like(cond), 4, 2.0, torch.Generator().manual_seed(0), 16, 16),
+                        "np", True).images
+    red_minus_blue = made[..., 0].mean(axis=(1, 2)) - made[..., 2].mean(axis=(1, 2))
+    assert red_minus_blue[0] > 0.2 > -0.2 > red_minus_blue[1], red_minus_blue  # a red square for e0, blue for e1
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.bank.images.dtype == torch.uint8 and torch.equal(loaded.bank.images, bank.images)
+    again = pipe("a red apple", generator=torch.Generator().manual_seed(0), **kw).images
+    assert abs(loaded("a red apple", generator=torch.Generator().manual_seed(0), **kw).images - again).max() < 1e-5
+
+
+def test_a_plain_decoder_warm_starts_a_retrieval_decoder(tmp_path, clip):
+    from multimodal_train.decoder import load_init
+
+    plain, _ = create_decoder(decoder_json(tmp_path, retrieval=False), clip.embed_dim)
+    plain.save_pretrained(tmp_path / "plain")
+    retrieval, _ = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    load_init(retrieval, str(tmp_path / "plain"))
+    x, t, cond = torch.randn(2, 3, 16, 16), torch.tensor([10, 500]), torch.randn(2, 64)
+    from multimodal.generation import denoise
+
+    with torch.inference_mode():  # zero weights on the new channels: whatever is beside x, the plain decoder's output
+        assert torch.allclose(denoise(retrieval, x, t, cond, torch.randn(2, 3, 16, 16)), denoise(plain, x, t, cond),
+                              atol=1e-5)
