@@ -86,6 +86,7 @@ class DecoderSection:
     eval_images: int = 64  # held-out images those diagnostics use
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
+    self_neighbour: float = 0.0  # retrieval decoders: share of samples whose neighbour is a jittered copy of itself
     ema_decay: float = 0.999
     sample_every: int = 500  # 0: no sample grids (the run then never loads its CLIP if its caches exist)
     sample_prompts: list = field(default_factory=lambda: list(SAMPLE_PROMPTS))
@@ -206,7 +207,8 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
                 "decoder.snr_gamma", "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
-UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay")
+UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
+                 "decoder.self_neighbour")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                              unet.config.sample_size) if section.eval_data else None
         objective = DiffusionObjective(unet, wrap_ddp(unet, info), noise_scheduler, section.cond_drop,
                                        section.ema_decay, functools.partial(autocast, info.device, cfg.precision),
-                                       section.snr_gamma, bank)
+                                       section.snr_gamma, bank, section.self_neighbour)
         run_dir = Path(cfg.run_dir)
 
         def evaluate() -> dict:

@@ -22,9 +22,10 @@ PHOTOS = ["cat.jpg", "astronaut.jpg", "coffee.jpg"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 
 
-def everyday(pipe, out: str, guidance: float, seeds: int = 1) -> int:
-    """`seeds` images per one-object prompt (seeds 0, 1, ...); the shipped tagger picks among the twelve objects.
-    Prints seed 0's score and the score over all seeds; the grid has one row of twelve per seed. Returns seed 0's."""
+def everyday(pipe, out: str, guidance: float, seeds: int = 1, judges: tuple[str, ...] = ("builtin",)) -> int:
+    """`seeds` images per one-object prompt (seeds 0, 1, ...); the shipped tagger (or each of `judges`, the first
+    captioning the grid) picks among the twelve objects. Prints seed 0's score and the score over all seeds; the
+    grid has one row of twelve per seed. Returns seed 0's by the first judge."""
     from multimodal.generation.grid import captioned_grid
     from multimodal.tagging import ZeroShotTagger
 
@@ -32,9 +33,14 @@ def everyday(pipe, out: str, guidance: float, seeds: int = 1) -> int:
     for seed in range(seeds):
         images += pipe([f"a {name}" for name in EVERYDAY], num_inference_steps=20, guidance_scale=guidance,
                        generator=torch.Generator().manual_seed(seed)).images
-    tags = ZeroShotTagger.from_pretrained("builtin").tag(images, labels=EVERYDAY, top_k=1)
-    picked = [t[0][0] for t in tags]
     wanted = EVERYDAY * seeds
+    for judge in judges[1:]:
+        other = [t[0][0] for t in ZeroShotTagger.from_pretrained(judge).tag(images, labels=EVERYDAY, top_k=1)]
+        hits = [p == name for p, name in zip(other, wanted)]
+        print(f"judged by {judge}: seed 0 {sum(hits[:len(EVERYDAY)])} of {len(EVERYDAY)}, all seeds {sum(hits)} of "
+              f"{len(hits)}")
+    tags = ZeroShotTagger.from_pretrained(judges[0]).tag(images, labels=EVERYDAY, top_k=1)
+    picked = [t[0][0] for t in tags]
     hits = [p == name for p, name in zip(picked, wanted)]
     for name, p in zip(EVERYDAY, picked):
         print(f"  a {name:8s} -> {p}{'' if p == name else '  (wrong)'}")
@@ -69,6 +75,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default: the pipeline's own)")
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
+    parser.add_argument("--judge", action="append", default=None,
+                        help="tagger that scores the everyday images (repeatable; default: the shipped builtin)")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
     from multimodal.generation.grid import captioned_grid
@@ -83,7 +91,7 @@ def main() -> None:
         captioned_grid(images, PROMPTS, cols=8).save(args.out)
         print(f"wrote {args.out}")
     if args.everyday_out:
-        everyday(pipe, args.everyday_out, args.guidance, args.seeds)
+        everyday(pipe, args.everyday_out, args.guidance, args.seeds, tuple(args.judge or ["builtin"]))
     if args.variations_out:
         variations(pipe, args.variations_out)
         print(f"wrote {args.variations_out}")
