@@ -126,7 +126,7 @@ class DiffusionObjective(Objective):
     A retrieval decoder (`retrieval_top_k`) takes batches with `"neighbours": [B, K]` indices into `bank` (each
     image's K nearest others, never itself): one of them, drawn per sample, is the image it sees beside its noisy
     input, and it is dropped together with the condition. For a share `self_neighbour` of the samples it is the
-    image itself, scaled, shifted and flipped at random: with other images alone the new input's gradient is too
+    image itself, slightly scaled, shifted and flipped at random: with other images alone the new input's gradient is too
     noisy to learn from within a CPU budget (its weights grew to rms 0.004 in 1,000 steps), while a jittered copy
     teaches the network to carry the structure of the image beside it, which other images' neighbours then reuse."""
 
@@ -203,7 +203,7 @@ class DiffusionObjective(Objective):
         return unet.eval()
 
 
-def jitter(images: torch.Tensor, scale: float = 0.2, shift: float = 0.15) -> torch.Tensor:
+def jitter(images: torch.Tensor, scale: float = 0.1, shift: float = 0.06) -> torch.Tensor:
     """[B, 3, S, S] -> each image scaled by 1 ± `scale`, shifted by up to ± `shift` of its size and flipped left-right
     at random, its edge pixels (white for the drawing corpora) filling the border."""
     b = len(images)
