@@ -30,9 +30,13 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
     scheduler.set_timesteps(steps)
     x = torch.randn((n, 3, size, size), generator=generator) * scheduler.init_noise_sigma
     kwargs = decoder_condition(pipe.decoder, torch.cat([uncond, cond]))  # the UNet's own condition keywords
+    k = pipe.decoder.config.get("retrieval_top_k")  # a retrieval decoder: one of the k nearest bank images beside x
+    beside = pipe.bank.lookup(torch.cat([uncond, cond]), k, generator) if k else None
     with torch.inference_mode():
         for t in scheduler.timesteps:
             inp = scheduler.scale_model_input(torch.cat([x, x]), t)
+            if beside is not None:
+                inp = torch.cat([inp, beside], dim=1)
             eps_u, eps_c = pipe.decoder(inp, t, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
         if pipe.upsampler is not None:  # the 2x stage, unguided, beside the bicubic-upscaled image (SR3)

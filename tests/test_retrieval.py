@@ -128,3 +128,14 @@ def test_a_plain_decoder_warm_starts_a_retrieval_decoder(tmp_path, clip):
     with torch.inference_mode():  # zero weights on the new channels: whatever is beside x, the plain decoder's output
         assert torch.allclose(denoise(retrieval, x, t, cond, torch.randn(2, 3, 16, 16)), denoise(plain, x, t, cond),
                               atol=1e-5)
+
+
+def test_jitter_keeps_the_image_up_to_scale_shift_and_flip():
+    from multimodal_train.objectives import jitter
+
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    still = jitter(images, scale=0.0, shift=0.0)
+    for a, b in zip(images, still):  # without scale or shift: the image itself or its mirror image
+        assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
+    moved = jitter(images)
+    assert moved.shape == images.shape and not torch.allclose(moved, images, atol=1e-3)

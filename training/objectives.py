@@ -126,9 +126,9 @@ class DiffusionObjective(Objective):
     A retrieval decoder (`retrieval_top_k`) takes batches with `"neighbours": [B, K]` indices into `bank` (each
     image's K nearest others, never itself): one of them, drawn per sample, is the image it sees beside its noisy
     input, and it is dropped together with the condition. For a share `self_neighbour` of the samples it is the
-    image itself, slightly scaled, shifted and flipped at random: with other images alone the new input's gradient is too
-    noisy to learn from within a CPU budget (its weights grew to rms 0.004 in 1,000 steps), while a jittered copy
-    teaches the network to carry the structure of the image beside it, which other images' neighbours then reuse."""
+    image itself, slightly scaled, shifted and flipped at random (`jitter`): with other images alone the gradient
+    on that input is mostly noise (its weights grew to rms 0.004 in 1,000 steps), and an aligned copy gives it a
+    signal to learn to carry the structure of the image beside it (training/recipes/README.md, decoder v4)."""
 
     LOW_RES_NOISE = 0.1
 
