@@ -44,8 +44,8 @@ import brings in for diffusers to find. Written by multimodal's TextToImagePipel
 
 try:
     from multimodal.generation.components import EmbeddingPrior  # noqa: F401  (the "prior" component)
-    from multimodal.generation.retrieval import NeighbourBank  # noqa: F401  (the "bank" component, if any)
     from multimodal.generation.pipeline import TextToImagePipeline
+    from multimodal.generation.retrieval import NeighbourBank  # noqa: F401  (the "bank" component, if any)
     from multimodal.models.clip import CLIPModel  # noqa: F401  (the "clip" component)
 except ImportError as e:
     raise ImportError(f"this pipeline folder runs on the multimodal package: pip install multimodal ({e})") from e
