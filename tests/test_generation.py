@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,6 +220,7 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(2, 1.0), (2, 2.0), (3, 1.0), (3, 2.0)]
     assert all(0 <= r["retag_accuracy"] <= 1 and r["frechet_clip_distance"] >= 0 for r in rows)
     upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train)
+    retrieval_decoder_from_the_plain_one(tmp_path, clip, train)
     warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)
 
 
@@ -236,6 +238,27 @@ def upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train):
                               f"run_dir={tmp_path / 'up-bad'}", *keys, f"decoder.prior={pipeline / 'prior'}"],
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "trains without decoder.prior" in refused.stderr
+
+
+def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
+    """A retrieval decoder warm-started from the plain one: its pipeline holds the bank of its training images, and
+    eval generation reports the copy distance."""
+    spec = json.loads((Path(mm.__file__).parent / "model_configs" / "decoder" / "unet-tiny.json").read_text())
+    spec = {**spec, "retrieval_top_k": 2, "unet": {**spec["unet"], "in_channels": 6}}
+    (tmp_path / "retrieval.json").write_text(json.dumps(spec))
+    train("decoder", tmp_path / "retrieval", "steps=4", "decoder.sample_every=2", f"decoder.clip={clip}",
+          f"decoder.config={tmp_path / 'retrieval.json'}", f"decoder.cache_dir={tmp_path / 'cache'}",
+          f"decoder.prior={tmp_path / 'prior' / 'final'}", f"decoder.init={tmp_path / 'decoder' / 'final' / 'decoder'}",
+          "decoder.self_neighbour=0.5")
+    pipeline = tmp_path / "retrieval" / "final" / "pipeline"
+    pipe = TextToImagePipeline.from_pretrained(pipeline)
+    assert pipe.bank.images.shape == (32, 32, 32, 3)  # the 32 training images at the decoder's size
+    run = subprocess.run([sys.executable, "-m", "multimodal", "eval", "generation", "--model", str(pipeline),
+                          "--data", str(tmp_path / "eval"), "--num-prompts", "4", "--steps", "2",
+                          "--out", str(tmp_path / "gen-retrieval.json")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    row = json.loads((tmp_path / "gen-retrieval.json").read_text())["results"][0]
+    assert 0 < row["copy_distance"] <= 1 and 0 < row["copy_distance_real"] <= 1
 
 
 def warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch):

@@ -44,12 +44,14 @@ def zeroshot_table(zs: dict, rt: dict) -> str:
 
 
 def generation_table(gen: dict) -> str:
+    copies = "copy_distance" in gen["results"][0]  # a pipeline with a bank of training images
     lines = ["| steps | guidance | CLIP-score (real images) | re-tag accuracy (real images) | Fréchet distance, "
-             "CLIP space |",
-             "| ---: | ---: | --- | --- | ---: |"]
+             "CLIP space |" + (" copy distance (real images) |" if copies else ""),
+             "| ---: | ---: | --- | --- | ---: |" + (" --- |" if copies else "")]
     for r in gen["results"]:
         lines.append(f"| {r['steps']} | {r['guidance_scale']:g} | {r['clip_score']:.3f} ({r['clip_score_real']:.3f}) | "
-                     f"{r['retag_accuracy']:.1%} ({r['retag_accuracy_real']:.1%}) | {r['frechet_clip_distance']:.3f} |")
+                     f"{r['retag_accuracy']:.1%} ({r['retag_accuracy_real']:.1%}) | {r['frechet_clip_distance']:.3f} |"
+                     + (f" {r['copy_distance']:.3f} ({r['copy_distance_real']:.3f}) |" if copies else ""))
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 7.5 hours without the decoder; its two stages ran on a lent
-# H100 (9 min each) and would take ~45 h each on 2 cores (`device: auto` uses a GPU when there is one).
+# can be stopped and started again. On 2 cores about 11 hours, the decoder's three runs included (`device: auto`
+# uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mm() { python3 -m multimodal "$@"; }
@@ -15,8 +15,8 @@ if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive
 python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
-# 1. the CLIP pair: CLIP v5 (the shipped one for tagging), CLIP v2 (the pipeline's: its prior and decoder were trained
-#    on it), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
+# 1. the CLIP pair: CLIP v5 (the shipped one, for tagging and the pipeline), CLIP v2 and v3 (the ones v5 was measured
+#    against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
@@ -35,13 +35,14 @@ CLIP_V5=runs/lit-v5/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
-# 2-3. the prior, then the decoder v2 conditioned on the same CLIP, assembled into a pipeline
-done_ runs/prior-v2 || mm train prior --config prior-v2 prior.clip=$CLIP --resume auto
-# (shipped: both decoder stages ran on a lent H100, 9 min each; on 2 CPU cores each is ~45 h)
-done_ runs/decoder-v2 || mm train decoder --config decoder-v2 decoder.clip=$CLIP --resume auto
-done_ runs/decoder-v2-stage2 || mm train decoder --config decoder-v2 decoder.clip=$CLIP run_dir=runs/decoder-v2-stage2 \
-    decoder.init=runs/decoder-v2/final/decoder optim.lr=2e-4 optim.warmup_steps=200 --resume auto
-python3 training/recipes/ship.py --clip $CLIP_V5 --pipeline runs/decoder-v2-stage2/final/pipeline
+# 2-3. the prior, then the decoder, both conditioned on CLIP v5, assembled into a pipeline (all on the CPU, bf16):
+#      prior v3 (2 min; it builds data/cache-v5), decoder v3 (67 min), its stage 2 (~2 h), then decoder v4, the
+#      retrieval decoder warm-started from it (~35 min), whose pipeline carries the bank of its training images
+done_ runs/prior-v3 || mm train prior --config prior-v3 --resume auto
+done_ runs/decoder-v3 || mm train decoder --config decoder-v3 --resume auto
+done_ runs/decoder-v3-stage2 || mm train decoder --config decoder-v3-stage2 --resume auto
+done_ runs/decoder-v4 || mm train decoder --config decoder-v4 --resume auto
+python3 training/recipes/ship.py --clip $CLIP_V5 --pipeline runs/decoder-v4/final/pipeline
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -62,7 +63,7 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-v5 --prior-run runs/prior-v2 --decoder-run runs/decoder-v2-stage2 \
+python3 training/recipes/model_card.py --clip-run runs/lit-v5 --prior-run runs/prior-v3 --decoder-run runs/decoder-v4 \
     --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
     --variations-out runs/eval/variations.png

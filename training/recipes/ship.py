@@ -67,8 +67,8 @@ def main() -> None:
             if pipe.upsampler is not None:
                 pipe.upsampler_scheduler = sampling_scheduler(pipe.upsampler_scheduler.config)
             pipe.save_pretrained(tmp)
-            for unet in ("decoder", "upsampler"):  # a folder that is not there has no files to halve
-                halve(tmp / unet)
+            for part in ("decoder", "upsampler", "bank"):  # a folder that is not there has no files to halve
+                halve(tmp / part)
 
         replace(assets / "builtin" / "pipeline", save)
     clip = assets / "builtin" / "clip"
