@@ -19,7 +19,7 @@ import torch
 
 def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int) -> torch.Tensor:
     """The reference: diffusers' scheduler API driven by hand, as in the diffusers docs."""
-    from multimodal.generation import decoder_condition, upsampler_input
+    from multimodal.generation import decoder_condition, upsampler_input, with_beside
 
     cond = pipe.embed_prompts([prompt]).repeat(n, 1)
     uncond = torch.zeros_like(cond)
@@ -36,7 +36,7 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
         for t in scheduler.timesteps:
             inp = scheduler.scale_model_input(torch.cat([x, x]), t)
             if beside is not None:
-                inp = torch.cat([inp, beside], dim=1)
+                inp = with_beside(pipe.decoder, inp, beside)
             eps_u, eps_c = pipe.decoder(inp, t, **kwargs).sample.chunk(2)
             x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
         if pipe.upsampler is not None:  # the 2x stage, unguided, beside the bicubic-upscaled image (SR3)

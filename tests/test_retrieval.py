@@ -139,3 +139,35 @@ def test_jitter_keeps_the_image_up_to_scale_shift_and_flip():
         assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
     moved = jitter(images)
     assert moved.shape == images.shape and not torch.allclose(moved, images, atol=1e-3)
+
+
+def test_retrieval_scale_multiplies_the_neighbour_wherever_the_decoder_runs(tmp_path, clip):
+    """A decoder with retrieval_scale s computes what the same decoder at scale 1 does with s times its neighbour
+    weights: in denoise, in the pipeline's sampling loop, and after a save and load (the scale is in its config)."""
+    spec = json.loads(open(decoder_json(tmp_path)).read())
+    scaled_json = tmp_path / "scaled.json"
+    scaled_json.write_text(json.dumps({**spec, "retrieval_scale": 4.0}))
+    torch.manual_seed(0)
+    scaled, scheduler = create_decoder(str(scaled_json), clip.embed_dim)
+    plain, _ = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    weights = scaled.state_dict()
+    weights["conv_in.weight"] = torch.cat([weights["conv_in.weight"][:, :3], 4 * weights["conv_in.weight"][:, 3:]], 1)
+    plain.load_state_dict(weights)
+    scaled.save_pretrained(tmp_path / "scaled")
+    loaded = type(scaled).from_pretrained(tmp_path / "scaled")
+    assert loaded.config.retrieval_scale == 4.0
+    from multimodal.generation import denoise
+
+    x, beside = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    t, cond = torch.tensor([10, 500]), torch.randn(2, 64)
+    with torch.inference_mode():
+        want = denoise(plain, x, t, cond, beside)
+        assert not torch.allclose(denoise(plain, x, t, cond, 0.25 * beside), want, atol=1e-4)
+        for unet in (scaled, loaded):
+            assert torch.allclose(denoise(unet, x, t, cond, beside), want, atol=1e-5)
+    images, emb = colour_squares()
+    bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
+    made = [TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config), bank=bank)
+            .sample(emb[:2], torch.zeros(2, 64), 3, 2.0, torch.Generator().manual_seed(0), 16, 16)
+            for unet in (scaled, plain)]
+    assert torch.allclose(made[0], made[1], atol=1e-4)

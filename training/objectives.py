@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multimodal.errors import UsageError
-from multimodal.generation import decoder_condition, upsampler_input
+from multimodal.generation import decoder_condition, upsampler_input, with_beside
 
 
 class Objective:
@@ -159,14 +159,14 @@ class DiffusionObjective(Objective):
         target = noise if self.noise_scheduler.config.prediction_type == "epsilon" \
             else self.noise_scheduler.get_velocity(x0, noise, t)
         if self.unet.config.get("low_res_size"):
-            noisy = torch.cat([noisy, self.low_res(x0)], dim=1)  # [B, 6, S, S]
+            noisy = with_beside(self.unet, noisy, self.low_res(x0))  # [B, 6, S, S]
         elif self.bank is not None:
             neighbours = batch["neighbours"]  # [B, K]
             drawn = neighbours[torch.arange(len(x0)), torch.randint(0, neighbours.shape[1], (len(x0),))]
             beside = self.bank.pixels(drawn).to(device)
             itself = torch.rand(len(x0), device=device) < self.self_neighbour
             beside = torch.where(itself[:, None, None, None], jitter(x0), beside)
-            noisy = torch.cat([noisy, beside * keep[:, :, None, None]], dim=1)
+            noisy = with_beside(self.unet, noisy, beside * keep[:, :, None, None])
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
         loss = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]

@@ -8,9 +8,10 @@ from multimodal.generation.components import (
     sampling_scheduler,
     set_condition_stats,
     upsampler_input,
+    with_beside,
 )
 from multimodal.generation.pipeline import TextToImagePipeline
 from multimodal.generation.retrieval import NeighbourBank
 
 __all__ = ["EmbeddingPrior", "NeighbourBank", "TextToImagePipeline", "create_decoder", "decoder_condition", "denoise",
-           "sampling_scheduler", "set_condition_stats", "upsampler_input"]
+           "sampling_scheduler", "set_condition_stats", "upsampler_input", "with_beside"]

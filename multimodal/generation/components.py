@@ -20,7 +20,8 @@ from multimodal.errors import UsageError
 
 DECODER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs" / "decoder"
 # read by this module
-OWN_CONFIG_KEYS = ("condition_scale", "condition_mean", "condition_std", "low_res_size", "retrieval_top_k")
+OWN_CONFIG_KEYS = ("condition_scale", "condition_mean", "condition_std", "low_res_size", "retrieval_top_k",
+                   "retrieval_scale")
 
 
 class _OwnConfigKeys(logging.Filter):
@@ -94,6 +95,8 @@ def create_decoder(name_or_path: str, embed_dim: int) -> tuple[UNet2DConditionMo
         unet.register_to_config(low_res_size=int(config["low_res_size"]))
     if config.get("retrieval_top_k"):  # in_channels = its noisy image + a retrieved neighbour (retrieval.py)
         unet.register_to_config(retrieval_top_k=int(config["retrieval_top_k"]))
+        if config.get("retrieval_scale", 1.0) != 1.0:
+            unet.register_to_config(retrieval_scale=float(config["retrieval_scale"]))
     if unet.config.in_channels != 3 * (1 + bool(config.get("low_res_size") or config.get("retrieval_top_k"))):
         raise UsageError(f"decoder config {name_or_path!r}: in_channels must be 6 with low_res_size or "
                          "retrieval_top_k (the noisy image and the image beside it), else 3")
@@ -112,8 +115,16 @@ def denoise(unet: UNet2DConditionModel, x: torch.Tensor, t, cond: torch.Tensor,
     """One denoiser call: x [B, 3, H, W] at timestep t, conditions [B, D] (zeros = null), and for an upsampler or a
     retrieval decoder the image it sees beside x (`beside` [B, 3, H, W], concatenated on channels)."""
     if beside is not None:
-        x = torch.cat([x, beside.to(x.device, x.dtype)], dim=1)  # [B, 6, H, W]
+        x = with_beside(unet, x, beside)
     return unet(x, t, **decoder_condition(unet, cond)).sample
+
+
+def with_beside(unet: UNet2DConditionModel, x: torch.Tensor, beside: torch.Tensor) -> torch.Tensor:
+    """x [B, 3, H, W] and the image beside it [B, 3, H, W] -> the denoiser's input [B, 6, H, W]. A retrieval decoder's
+    `retrieval_scale` multiplies its neighbour: under Adam that is a larger learning rate for the zero-initialised
+    weights of that input, which otherwise stay near zero (training/recipes/README.md, decoder v5)."""
+    scale = unet.config.get("retrieval_scale", 1.0) if unet.config.get("retrieval_top_k") else 1.0
+    return torch.cat([x, scale * beside.to(x.device, x.dtype)], dim=1)
 
 
 def set_condition_stats(decoder: UNet2DConditionModel, embeddings: torch.Tensor) -> None:

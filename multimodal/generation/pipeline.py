@@ -27,7 +27,7 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
-from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input
+from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input, with_beside
 from multimodal.generation.retrieval import NeighbourBank
 from multimodal.models import CLIPModel
 
@@ -205,7 +205,7 @@ class TextToImagePipeline(DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
             if beside is not None:
-                inp = torch.cat([inp, beside], dim=1)  # [B, 6, H, W]
+                inp = with_beside(unet, inp, beside)  # [B, 6, H, W]
             eps = unet(inp, t, **condition).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
