@@ -85,6 +85,12 @@ def test_the_cli_and_the_api_share_one_default_guidance(pipe, tmp_path):
         outputs[name] = np.asarray(Image.open(png), dtype=np.int16)
     assert np.array_equal(outputs["default"], outputs["explicit"])
     assert np.abs(outputs["default"] - outputs["one"]).max() > 0
+    assert main(["generate", "a red apple", "--model", str(tmp_path / "pipe"), "--steps", "3", "--seed", "0",
+                 "--out", str(tmp_path / "big"), "--upscale", "3"]) == 0
+    (png,) = (tmp_path / "big").glob("*.png")
+    small = Image.fromarray(outputs["default"].astype(np.uint8))
+    want = small.resize((small.width * 3, small.height * 3), Image.LANCZOS)  # the same image, enlarged
+    assert np.array_equal(np.asarray(Image.open(png)), np.asarray(want))
 
 
 def test_save_load_round_trip_same_images(pipe, tmp_path):

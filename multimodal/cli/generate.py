@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 from pathlib import Path
@@ -26,7 +27,17 @@ def register(sub) -> None:
                    help="classifier-free guidance scale (1 = none; default: the pipeline's own, 8)")
     p.add_argument("--seed", type=int, default=None, help="random seed (a random one is drawn and printed if omitted)")
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
+    p.add_argument("--upscale", type=upscale_factor, default=1,
+                   help="also enlarge each PNG this many times (1-16, Lanczos) for viewing; the pixels the model "
+                        "makes stay its decoder's size (32x32 for builtin)")
     p.set_defaults(func=run)
+
+
+def upscale_factor(text: str) -> int:
+    factor = positive_int(text)
+    if factor > 16:
+        raise argparse.ArgumentTypeError(f"--upscale takes 1 to 16, got {factor}")
+    return factor
 
 
 def slug(text: str) -> str:
@@ -35,6 +46,7 @@ def slug(text: str) -> str:
 
 def run(args) -> int:
     import torch
+    from PIL import Image
 
     from multimodal.generation import TextToImagePipeline
 
@@ -49,6 +61,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
         path = out / f"{slug(args.prompt)}-seed{seed}-{i}.png"
+        if args.upscale > 1:
+            image = image.resize((image.width * args.upscale, image.height * args.upscale), Image.LANCZOS)
         image.save(path)
         print(path)
     print(f"seed {seed}", file=sys.stderr)
