@@ -24,14 +24,16 @@ from multimodal.errors import UsageError
 
 
 class NeighbourBank(ModelMixin, ConfigMixin):
-    """Training images [N, S, S, 3] uint8 and their unit CLIP image embeddings [N, D] (float16), as buffers, so that
-    the bank saves and loads like any diffusers model (config.json beside its safetensors)."""
+    """Training images [N, S, S, 3] uint8 and their unit CLIP image embeddings [N, D], as buffers, so that the bank
+    saves and loads like any diffusers model (config.json beside its safetensors). The embeddings are rounded to
+    float16 (what ship.py stores) but held as float32, the dtype a loaded bank has: a float16 buffer would make
+    diffusers call the whole pipeline float16 and warn that it cannot run on the CPU."""
 
     @register_to_config
     def __init__(self, num_images: int = 1, image_size: int = 32, embed_dim: int = 384, clip_fingerprint: str = ""):
         super().__init__()
         self.register_buffer("images", torch.zeros(num_images, image_size, image_size, 3, dtype=torch.uint8))
-        self.register_buffer("embeddings", torch.zeros(num_images, embed_dim, dtype=torch.float16))
+        self.register_buffer("embeddings", torch.zeros(num_images, embed_dim))
 
     @classmethod
     def from_arrays(cls, images: np.ndarray | torch.Tensor, embeddings: np.ndarray | torch.Tensor,
@@ -43,7 +45,7 @@ class NeighbourBank(ModelMixin, ConfigMixin):
             raise UsageError(f"{images.shape[0]} bank images but {embeddings.shape[0]} embeddings")
         bank = cls(images.shape[0], images.shape[1], embeddings.shape[1], clip_fingerprint)
         bank.images.copy_(images.to(torch.uint8))
-        bank.embeddings.copy_(F.normalize(embeddings, dim=-1).half())
+        bank.embeddings.copy_(F.normalize(embeddings, dim=-1).half().float())
         return bank
 
     def nearest(self, cond: torch.Tensor, k: int, exclude_above: float | None = None) -> torch.Tensor:
