@@ -23,7 +23,8 @@ def wall_minutes(run: Path) -> str:
     start, end = run / "config.yaml", run / "final"
     if not (start.exists() and end.exists()):
         return "?"
-    return f"{(end.stat().st_mtime - start.stat().st_mtime) / 60:.0f} min"
+    minutes = (end.stat().st_mtime - start.stat().st_mtime) / 60
+    return f"{minutes:.0f} min" if minutes >= 0.5 else "under 1 min"
 
 
 def last_eval(run: Path) -> dict:
