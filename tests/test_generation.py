@@ -227,6 +227,7 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     assert all(0 <= r["retag_accuracy"] <= 1 and r["frechet_clip_distance"] >= 0 for r in rows)
     upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train)
     retrieval_decoder_from_the_plain_one(tmp_path, clip, train)
+    rewritten_shards_are_embedded_again(tmp_path, clip, items)
     warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)
 
 
@@ -265,6 +266,26 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
     assert run.returncode == 0, run.stderr[-3000:]
     row = json.loads((tmp_path / "gen-retrieval.json").read_text())["results"][0]
     assert 0 < row["copy_distance"] <= 1 and 0 < row["copy_distance_real"] <= 1
+
+
+def rewritten_shards_are_embedded_again(tmp_path, clip, items):
+    """A cache belongs to its shard files, not to the spec's text: the same folder rewritten with other samples is
+    embedded again, and the unchanged one is read back."""
+    import shutil
+
+    from multimodal.data.writer import write_shards
+    from multimodal_train.embedding_cache import LazyClip, load_or_build
+
+    def keys() -> list[str]:
+        return [str(k) for k in load_or_build(LazyClip(str(clip)), str(tmp_path / "again"), tmp_path / "cache",
+                                              "train", 32)["keys"]]
+
+    write_shards(items[:24], tmp_path / "again", progress=False)
+    first = keys()
+    assert len(first) == 24 and keys() == first
+    shutil.rmtree(tmp_path / "again")
+    write_shards(items[:28], tmp_path / "again", progress=False)
+    assert len(keys()) == 28
 
 
 def warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch):

@@ -99,7 +99,7 @@ def build_cache(lazy: LazyClip, spec, out: Path, image_size: int, templates=CAPT
     return write_cache(out, images=np.stack(images), image_emb=torch.cat(image_emb).numpy(),
                        text_emb=text_emb.view(len(keys), len(templates), -1).numpy(), captions=np.array(captions),
                        keys=np.array(keys), clip_hash=np.array(clip.fingerprint()), clip_files=np.array(lazy.digest),
-                       templates=np.array(templates), spec=np.array(str(spec)))
+                       templates=np.array(templates), spec=np.array(str(spec)), shards=np.array(shard_digest(spec)))
 
 
 def write_cache(out: Path, **arrays: np.ndarray) -> Path:
@@ -109,6 +109,15 @@ def write_cache(out: Path, **arrays: np.ndarray) -> Path:
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, out)
     return out
+
+
+def shard_digest(spec) -> str:
+    """The names and byte sizes of the spec's shard files: a cache is tied to the shards it was made from, not only
+    to the spec's text (shards rebuilt with other samples under the same path must not reuse it)."""
+    from multimodal.data.urls import expand_urls
+
+    entries = [f"{url}:{Path(url).stat().st_size if Path(url).is_file() else ''}" for url in expand_urls(spec)]
+    return hashlib.sha1("\n".join(entries).encode()).hexdigest()
 
 
 def cache_path(folder: str | Path, spec, name: str, image_size: int) -> Path:
@@ -136,8 +145,9 @@ def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) ->
                     pixels.append(fit_square(sample.image, image_size))
             if keys != [str(k) for k in data["keys"]] or captions != [str(c) for c in data["captions"]]:
                 continue
-            arrays = {k: data[k] for k in data.files if k not in ("images", "spec")}
-        write_cache(out, **arrays, images=np.stack(pixels), spec=np.array(str(spec)))
+            arrays = {k: data[k] for k in data.files if k not in ("images", "spec", "shards")}
+        write_cache(out, **arrays, images=np.stack(pixels), spec=np.array(str(spec)),
+                    shards=np.array(shard_digest(spec)))  # its samples were just read from these shards
         print(f"{out}: the embeddings of {sibling.name}, pixels at {image_size} px", file=sys.stderr)
         return out
     return None
@@ -148,8 +158,11 @@ def load_or_build(clip: LazyClip, spec, folder: str | Path, name: str, image_siz
     if out.is_file():
         data = dict(np.load(out))
         same_files = clip.digest and str(data.get("clip_files", "")) == clip.digest
-        if data["images"].shape[1] == image_size and (same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
+        same_shards = "shards" not in data or str(data["shards"]) == shard_digest(spec)  # older caches: trusted
+        if same_shards and data["images"].shape[1] == image_size and (
+                same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
             return data
-        print(f"{out} was made with other CLIP weights or another size; rebuilding it", file=sys.stderr)
+        print(f"{out} was made from other shards, with other CLIP weights or at another size; rebuilding it",
+              file=sys.stderr)
     built = resized_copy(clip, spec, out, name, image_size) or build_cache(clip, spec, out, image_size)
     return dict(np.load(built))
