@@ -256,7 +256,7 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
     train("decoder", tmp_path / "retrieval", "steps=4", "decoder.sample_every=2", f"decoder.clip={clip}",
           f"decoder.config={tmp_path / 'retrieval.json'}", f"decoder.cache_dir={tmp_path / 'cache'}",
           f"decoder.prior={tmp_path / 'prior' / 'final'}", f"decoder.init={tmp_path / 'decoder' / 'final' / 'decoder'}",
-          "decoder.self_neighbour=0.5")
+          "decoder.self_neighbour=0.5", "decoder.jitter_flip=false", "decoder.jitter_shift=0.02")
     pipeline = tmp_path / "retrieval" / "final" / "pipeline"
     pipe = TextToImagePipeline.from_pretrained(pipeline)
     assert pipe.bank.images.shape == (32, 32, 32, 3)  # the 32 training images at the decoder's size

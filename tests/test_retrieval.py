@@ -137,6 +137,10 @@ def test_jitter_keeps_the_image_up_to_scale_shift_and_flip():
     still = jitter(images, scale=0.0, shift=0.0)
     for a, b in zip(images, still):  # without scale or shift: the image itself or its mirror image
         assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
+    torch.manual_seed(0)
+    flips = sum(torch.allclose(b, a.flip(-1), atol=1e-5) for a, b in zip(images, jitter(images, 0.0, 0.0)))
+    assert 0 < flips < len(images)  # some mirrored, some not
+    assert torch.allclose(jitter(images, 0.0, 0.0, flip=False), images, atol=1e-5)  # flip=False: never mirrored
     moved = jitter(images)
     assert moved.shape == images.shape and not torch.allclose(moved, images, atol=1e-3)
 

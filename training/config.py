@@ -87,6 +87,9 @@ class DecoderSection:
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
     self_neighbour: float = 0.0  # retrieval decoders: share of samples whose neighbour is a jittered copy of itself
+    jitter_scale: float = 0.1  # that copy's random scale, 1 +- this
+    jitter_shift: float = 0.06  # its random shift, up to +- this share of the image's side
+    jitter_flip: bool = True  # and a random left-right flip
     ema_decay: float = 0.999
     sample_every: int = 500  # 0: no sample grids (the run then never loads its CLIP if its caches exist)
     sample_prompts: list = field(default_factory=lambda: list(SAMPLE_PROMPTS))
@@ -208,7 +211,7 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "decoder.snr_gamma", "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
 UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
-                 "decoder.self_neighbour")
+                 "decoder.self_neighbour", "decoder.jitter_scale", "decoder.jitter_shift")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -203,7 +203,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                              unet.config.sample_size) if section.eval_data else None
         objective = DiffusionObjective(unet, wrap_ddp(unet, info), noise_scheduler, section.cond_drop,
                                        section.ema_decay, functools.partial(autocast, info.device, cfg.precision),
-                                       section.snr_gamma, bank, section.self_neighbour)
+                                       section.snr_gamma, bank, section.self_neighbour,
+                                       {"scale": section.jitter_scale, "shift": section.jitter_shift,
+                                        "flip": section.jitter_flip})
         run_dir = Path(cfg.run_dir)
 
         def evaluate() -> dict:

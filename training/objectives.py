@@ -133,14 +133,15 @@ class DiffusionObjective(Objective):
     LOW_RES_NOISE = 0.1
 
     def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
-                 autocast: Callable, snr_gamma: float = 0.0, bank=None, self_neighbour: float = 0.0):
+                 autocast: Callable, snr_gamma: float = 0.0, bank=None, self_neighbour: float = 0.0,
+                 jitter_kw: dict | None = None):
         from diffusers.training_utils import EMAModel
 
         if bool(unet.config.get("retrieval_top_k")) != (bank is not None):
             raise UsageError("a retrieval decoder (retrieval_top_k) trains with a bank of training images, and "
                              "only it does")
         self.unet, self.forward, self.noise_scheduler, self.bank = unet, forward, noise_scheduler, bank
-        self.self_neighbour = self_neighbour
+        self.self_neighbour, self.jitter_kw = self_neighbour, jitter_kw or {}
         self.cond_drop, self.autocast, self.snr_gamma = cond_drop, autocast, snr_gamma
         self.ema = EMAModel(unet.parameters(), decay=ema_decay)
 
@@ -165,7 +166,7 @@ class DiffusionObjective(Objective):
             drawn = neighbours[torch.arange(len(x0)), torch.randint(0, neighbours.shape[1], (len(x0),))]
             beside = self.bank.pixels(drawn).to(device)
             itself = torch.rand(len(x0), device=device) < self.self_neighbour
-            beside = torch.where(itself[:, None, None, None], jitter(x0), beside)
+            beside = torch.where(itself[:, None, None, None], jitter(x0, **self.jitter_kw), beside)
             noisy = with_beside(self.unet, noisy, beside * keep[:, :, None, None])
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
@@ -203,12 +204,12 @@ class DiffusionObjective(Objective):
         return unet.eval()
 
 
-def jitter(images: torch.Tensor, scale: float = 0.1, shift: float = 0.06) -> torch.Tensor:
-    """[B, 3, S, S] -> each image scaled by 1 ± `scale`, shifted by up to ± `shift` of its size and flipped left-right
-    at random, its edge pixels (white for the drawing corpora) filling the border."""
+def jitter(images: torch.Tensor, scale: float = 0.1, shift: float = 0.06, flip: bool = True) -> torch.Tensor:
+    """[B, 3, S, S] -> each image scaled by 1 ± `scale`, shifted by up to ± `shift` of its size and (with `flip`)
+    flipped left-right at random, its edge pixels (white for the drawing corpora) filling the border."""
     b = len(images)
     s = 1 + (torch.rand(b, device=images.device) * 2 - 1) * scale
-    flip = torch.where(torch.rand(b, device=images.device) < 0.5, -1.0, 1.0)
+    flip = torch.where(torch.rand(b, device=images.device) < 0.5 * flip, -1.0, 1.0)
     theta = torch.zeros(b, 2, 3, device=images.device)
     theta[:, 0, 0], theta[:, 1, 1] = flip / s, 1 / s
     theta[:, :, 2] = (torch.rand(b, 2, device=images.device) * 2 - 1) * shift * 2
