@@ -128,6 +128,23 @@ def test_a_plain_decoder_warm_starts_a_retrieval_decoder(tmp_path, clip):
     with torch.inference_mode():  # zero weights on the new channels: whatever is beside x, the plain decoder's output
         assert torch.allclose(denoise(retrieval, x, t, cond, torch.randn(2, 3, 16, 16)), denoise(plain, x, t, cond),
                               atol=1e-5)
+    from multimodal.evaluation.generation import decoder_sensitivities
+
+    images, emb = colour_squares()
+    scheduler = sampling_scheduler(json.loads(open(decoder_json(tmp_path)).read())["scheduler"])
+    pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), retrieval, scheduler,
+                               bank=NeighbourBank.from_arrays(images, emb, clip.fingerprint()))
+    pixels = images.permute(0, 3, 1, 2).float() / 127.5 - 1
+    unused = decoder_sensitivities(pipe, scheduler, pixels, emb)  # the neighbour's weights are zero: no use
+    assert sorted(k for k in unused if k.startswith("neighbour_use")) == [f"neighbour_use_t{t}" for t in
+                                                                         (100, 300, 500, 700, 900)]
+    assert max(v for k, v in unused.items() if k.startswith("neighbour_use")) < 1e-5
+    with torch.no_grad():
+        retrieval.conv_in.weight[:, 3:] = 0.1 * torch.randn_like(retrieval.conv_in.weight[:, 3:])
+    used = decoder_sensitivities(pipe, scheduler, pixels, emb)
+    assert min(v for k, v in used.items() if k.startswith("neighbour_use")) > 1e-3
+    plain_pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), plain, scheduler)
+    assert not any(k.startswith("neighbour_use") for k in decoder_sensitivities(plain_pipe, scheduler, pixels, emb))
 
 
 def test_jitter_keeps_the_image_up_to_scale_shift_and_flip():

@@ -159,7 +159,7 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
     """Condition sensitivity per timestep and reconstruction re-tag on held-out cache rows; saves real-vs-decoded."""
     from PIL import Image
 
-    from multimodal.evaluation.generation import condition_sensitivity, reconstruction_metrics
+    from multimodal.evaluation.generation import decoder_sensitivities, reconstruction_metrics
     from multimodal.generation.grid import captioned_grid
 
     n = len(heldout["images"])
@@ -168,7 +168,7 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
     cond = torch.from_numpy(heldout[f"{section.condition}_emb"][pick]).float()
     cond = cond[:, 0] if cond.ndim == 3 else cond  # text: the bare caption
     pipe.eval_mode()
-    metrics = condition_sensitivity(pipe.predictor(), noise_scheduler, pixels, cond)
+    metrics = decoder_sensitivities(pipe, noise_scheduler, pixels, cond)
     captions = [str(c) for c in heldout["captions"]]
     real = [Image.fromarray(a) for a in heldout["images"][pick]]  # at the decoder's size: the fair ceiling
     recon, images = reconstruction_metrics(pipe, clip, real, [captions[i] for i in pick], captions, cond,

@@ -123,11 +123,14 @@ class TextToImagePipeline(DiffusionPipeline):
             raise UsageError("the bank's embeddings were made by another CLIP than this pipeline's: rebuild the "
                              "bank with this CLIP, or use the CLIP it was built with")
 
-    def predictor(self) -> Callable:
+    def predictor(self, neighbour: bool = True) -> Callable:
         """(x_t [B, 3, H, W], t [B], cond [B, D]) -> the decoder's output, a retrieval decoder seeing the nearest
-        bank image of each condition: what `condition_sensitivity` measures."""
+        bank image of each condition (with `neighbour=False`, the zero image instead): what `condition_sensitivity`
+        measures."""
         def predict(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
             beside = self.bank.lookup(cond, 1) if self.decoder.config.get("retrieval_top_k") else None
+            if beside is not None and not neighbour:
+                beside = torch.zeros_like(beside)
             return denoise(self.decoder, x, t, cond, beside)
 
         return predict
