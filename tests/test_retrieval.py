@@ -186,6 +186,12 @@ def test_retrieval_scale_multiplies_the_neighbour_wherever_the_decoder_runs(tmp_
         assert not torch.allclose(denoise(plain, x, t, cond, 0.25 * beside), want, atol=1e-4)
         for unet in (scaled, loaded):
             assert torch.allclose(denoise(unet, x, t, cond, beside), want, atol=1e-5)
+    from multimodal_train.decoder import load_init
+
+    restarted, _ = create_decoder(decoder_json(tmp_path), clip.embed_dim)  # scale 1, started from the scale-4 one
+    load_init(restarted, str(tmp_path / "scaled"))
+    with torch.inference_mode():
+        assert torch.allclose(denoise(restarted, x, t, cond, beside), want, atol=1e-5)
     images, emb = colour_squares()
     bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
     made = [TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config), bank=bank)

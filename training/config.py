@@ -210,8 +210,9 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
                 "decoder.snr_gamma", "decoder.eval_images")
 POSITIVE = ("optim.lr", "optim.eps")
+BELOW_ONE = ("decoder.jitter_scale",)  # a scale of 1 - 1 = 0 would divide by zero
 UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
-                 "decoder.self_neighbour", "decoder.jitter_scale", "decoder.jitter_shift")
+                 "decoder.self_neighbour", "decoder.jitter_shift")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -226,7 +227,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if get(key) not in options:
             raise UsageError(f"{key}={get(key)!r} is not one of {list(options)}")
     rules = [(AT_LEAST_ONE, lambda v: v >= 1, "at least 1"), (NON_NEGATIVE, lambda v: v >= 0, "0 or more"),
-             (POSITIVE, lambda v: v > 0, "above 0"), (UNIT_INTERVAL, lambda v: 0 <= v <= 1, "from 0 to 1")]
+             (POSITIVE, lambda v: v > 0, "above 0"), (UNIT_INTERVAL, lambda v: 0 <= v <= 1, "from 0 to 1"),
+             (BELOW_ONE, lambda v: 0 <= v < 1, "from 0 to below 1")]
     for keys, ok, wanted in rules:
         for key in keys:
             value = get(key)

@@ -71,6 +71,9 @@ def load_init(unet, folder: str) -> bool:
         if theirs.shape[1] < mine.shape[1] and theirs.shape[0] == mine.shape[0]:
             weights["conv_in.weight"] = torch.cat([theirs, theirs.new_zeros(
                 (mine.shape[0], mine.shape[1] - theirs.shape[1], *mine.shape[2:]))], dim=1)
+        elif unet.config.get("retrieval_top_k"):  # the same function under another retrieval_scale
+            ratio = trained.config.get("retrieval_scale", 1.0) / unet.config.get("retrieval_scale", 1.0)
+            weights["conv_in.weight"] = torch.cat([theirs[:, :3], ratio * theirs[:, 3:]], dim=1)
         unet.load_state_dict(weights)
         if ("condition_mean" in trained.config) != ("condition_mean" in unet.config):
             raise ValueError("one of the two standardises its condition (condition_norm) and the other does not")

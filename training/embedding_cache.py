@@ -112,11 +112,18 @@ def write_cache(out: Path, **arrays: np.ndarray) -> Path:
 
 
 def shard_digest(spec) -> str:
-    """The names and byte sizes of the spec's shard files: a cache is tied to the shards it was made from, not only
-    to the spec's text (shards rebuilt with other samples under the same path must not reuse it)."""
+    """The names, byte sizes and modification times of the spec's shard files: a cache is tied to the shards it was
+    made from, not only to the spec's text (shards rewritten under the same path, even with as many samples and the
+    same tar-padded size, must not reuse it). Empty when the shards are not there: the cache is all there is."""
     from multimodal.data.urls import expand_urls
+    from multimodal.errors import MissingError
 
-    entries = [f"{url}:{Path(url).stat().st_size if Path(url).is_file() else ''}" for url in expand_urls(spec)]
+    try:
+        urls = expand_urls(spec)
+    except MissingError:
+        return ""
+    entries = [f"{url}:{os.stat(url).st_size}:{os.stat(url).st_mtime_ns}" if os.path.isfile(url) else url
+               for url in urls]
     return hashlib.sha1("\n".join(entries).encode()).hexdigest()
 
 
@@ -136,6 +143,8 @@ def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) ->
             continue
         with np.load(sibling) as data:  # lazy: the sibling's pixels are never read
             if "clip_files" not in data.files or str(data["clip_files"]) != clip.digest:
+                continue
+            if "shards" in data.files and str(data["shards"]) != shard_digest(spec):  # made from other shards
                 continue
             if keys is None:  # one pass over the shards, kept small: only the resized pixels
                 keys, captions, pixels = [], [], []
@@ -158,7 +167,8 @@ def load_or_build(clip: LazyClip, spec, folder: str | Path, name: str, image_siz
     if out.is_file():
         data = dict(np.load(out))
         same_files = clip.digest and str(data.get("clip_files", "")) == clip.digest
-        same_shards = "shards" not in data or str(data["shards"]) == shard_digest(spec)  # older caches: trusted
+        digest = shard_digest(spec)  # "" without shards: the cache is trusted, as caches older than the digest are
+        same_shards = not digest or "shards" not in data or str(data["shards"]) == digest
         if same_shards and data["images"].shape[1] == image_size and (
                 same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
             return data

@@ -44,7 +44,9 @@ def register(sub) -> None:
                    help="also re-tag decoded held-out images: image -> CLIP image embedding -> decoder -> judge, each "
                         "image's own caption among all captions of the set (isolates the decoder from the prior)")
     g.add_argument("--sensitivity", action="store_true",
-                   help="also the decoder's condition sensitivity ||eps(c) - eps(null)|| / ||eps(c)|| per timestep")
+                   help="also the decoder's condition sensitivity ||eps(c) - eps(null)|| / ||eps(c)|| per timestep "
+                        "and, for a retrieval decoder, its neighbour use (the same with only the retrieved image "
+                        "taken away)")
     p.set_defaults(func=run)
 
 

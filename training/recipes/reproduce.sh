@@ -43,7 +43,9 @@ done_ runs/prior-v3 || mm train prior --config prior-v3 --resume auto
 done_ runs/decoder-v3 || mm train decoder --config decoder-v3 --resume auto
 done_ runs/decoder-v3-stage2 || mm train decoder --config decoder-v3-stage2 --resume auto
 done_ runs/decoder-v4 || mm train decoder --config decoder-v4 --resume auto
-# decoder v5: v4 trained on (65 min), then with aligned self-copies beside half of the samples (17 min): what ships
+# decoder v5: v4 trained on (65 min), then with aligned self-copies beside half of the samples (15 min): what ships.
+# (The recorded v5 started from v4 as shipped, in float16, commit 11b7038; from runs/decoder-v4 the start differs by
+# float16 rounding, so the result is close to, not bit-identical with, the shipped decoder.)
 done_ runs/decoder-v5 || mm train decoder --config decoder-v5 --resume auto
 done_ runs/decoder-v5-aligned || mm train decoder --config decoder-v5-aligned --resume auto
 python3 training/recipes/ship.py --clip $CLIP_V5 --pipeline runs/decoder-v5-aligned/final/pipeline
