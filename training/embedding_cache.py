@@ -137,14 +137,14 @@ def cache_path(folder: str | Path, spec, name: str, image_size: int) -> Path:
 def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) -> Path | None:
     """`out` from a sibling cache (`NAME-*px*.npz`, older unhashed names included) of the same CLIP files and the
     same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
-    keys, pixels = None, None
+    keys, pixels, digest = None, None, shard_digest(spec)
     for sibling in sorted(out.parent.glob(f"{name}-*px*.npz")):
         if sibling == out or not clip.digest:
             continue
         with np.load(sibling) as data:  # lazy: the sibling's pixels are never read
             if "clip_files" not in data.files or str(data["clip_files"]) != clip.digest:
                 continue
-            if "shards" in data.files and str(data["shards"]) != shard_digest(spec):  # made from other shards
+            if "shards" in data.files and str(data["shards"]) != digest:  # made from other shards
                 continue
             if keys is None:  # one pass over the shards, kept small: only the resized pixels
                 keys, captions, pixels = [], [], []
@@ -156,7 +156,7 @@ def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) ->
                 continue
             arrays = {k: data[k] for k in data.files if k not in ("images", "spec", "shards")}
         write_cache(out, **arrays, images=np.stack(pixels), spec=np.array(str(spec)),
-                    shards=np.array(shard_digest(spec)))  # its samples were just read from these shards
+                    shards=np.array(digest))  # its samples were just read from these shards
         print(f"{out}: the embeddings of {sibling.name}, pixels at {image_size} px", file=sys.stderr)
         return out
     return None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from pathlib import Path
 
-from multimodal.cli import add_subcommand, finite_float, positive_int
+from multimodal.cli import add_subcommand, checked, finite_float, positive_int
 
 GENERATE_HELP = """\
 Generate images from a prompt: CLIP text embedding -> prior -> CLIP image embedding -> diffusion
@@ -27,17 +26,10 @@ def register(sub) -> None:
                    help="classifier-free guidance scale (1 = none; default: the pipeline's own, 8)")
     p.add_argument("--seed", type=int, default=None, help="random seed (a random one is drawn and printed if omitted)")
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
-    p.add_argument("--upscale", type=upscale_factor, default=1,
+    p.add_argument("--upscale", type=checked(int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"), default=1,
                    help="also enlarge each PNG this many times (1-16, Lanczos) for viewing; the pixels the model "
                         "makes stay its decoder's size (32x32 for builtin)")
     p.set_defaults(func=run)
-
-
-def upscale_factor(text: str) -> int:
-    factor = positive_int(text)
-    if factor > 16:
-        raise argparse.ArgumentTypeError(f"--upscale takes 1 to 16, got {factor}")
-    return factor
 
 
 def slug(text: str) -> str:

@@ -80,40 +80,41 @@ SENSITIVITY_TIMESTEPS = (100, 300, 500, 700, 900)  # the centres of five equal t
 @torch.inference_mode()
 def condition_sensitivity(predict, scheduler, images: torch.Tensor, cond: torch.Tensor,
                           timesteps: Sequence[int] = SENSITIVITY_TIMESTEPS, seed: int = 0,
-                          batch_size: int = 64, ablated=None, name: str = "sensitivity") -> dict:
+                          batch_size: int = 64, ablations: dict | None = None) -> dict:
     """How much the decoder uses its condition: ||eps(x_t, c) - eps(x_t, null)|| / ||eps(x_t, c)||, the mean over
     images, per timestep. images [N, 3, S, S] in [-1, 1], cond [N, D]; `scheduler` is the training scheduler and
     `predict(x_t, t, cond)` the decoder's output (the pipeline's `predictor()`: for a retrieval decoder the null
     condition also takes away the retrieved image). v-prediction outputs are turned into noise predictions first,
-    so objectives compare on one scale. With `ablated(x_t, t, cond)` given, that output is compared against instead
-    of the null condition's (a retrieval decoder without its neighbour: `predictor(neighbour=False)`)."""
+    so objectives compare on one scale. `ablations` adds metrics beside "sensitivity": each name maps to an output
+    `(x_t, t, cond) -> ...` to compare against instead of the null condition's; the full prediction is made once."""
+    ablations = {"sensitivity": lambda xt, tt, c: predict(xt, tt, torch.zeros_like(c)), **(ablations or {})}
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     alpha_bar = scheduler.alphas_cumprod
-    out = {}
+    ratios = {(name, t): [] for name in ablations for t in timesteps}
+
+    def as_noise(pred: torch.Tensor, xt: torch.Tensor, t: int) -> torch.Tensor:  # [B, 3 * S * S]
+        pred = pred.float()
+        if scheduler.config.prediction_type == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
+            pred = alpha_bar[t].sqrt() * pred + (1 - alpha_bar[t]).sqrt() * xt
+        return pred.flatten(1)
+
     for t in timesteps:
-        ratios = []
         for i in range(0, len(images), batch_size):
             x0, c, n = images[i:i + batch_size], cond[i:i + batch_size], noise[i:i + batch_size]
             tt = torch.full((len(x0),), int(t), dtype=torch.long)
             xt = scheduler.add_noise(x0, n, tt)
-            preds = [predict(xt, tt, c).float(),
-                     (ablated(xt, tt, c) if ablated else predict(xt, tt, torch.zeros_like(c))).float()]
-            if scheduler.config.prediction_type == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
-                preds = [alpha_bar[t].sqrt() * p + (1 - alpha_bar[t]).sqrt() * xt for p in preds]
-            cond_pred, null_pred = (p.flatten(1) for p in preds)
-            ratios.append((cond_pred - null_pred).norm(dim=1) / cond_pred.norm(dim=1))
-        out[f"{name}_t{t}"] = torch.cat(ratios).mean().item()
-    return out
+            full = as_noise(predict(xt, tt, c), xt, t)
+            for name, ablated in ablations.items():
+                ratios[name, t].append((full - as_noise(ablated(xt, tt, c), xt, t)).norm(dim=1) / full.norm(dim=1))
+    return {f"{name}_t{t}": torch.cat(ratios[name, t]).mean().item() for name, t in ratios}
 
 
 def decoder_sensitivities(pipe, scheduler, images: torch.Tensor, cond: torch.Tensor) -> dict:
     """`sensitivity_t*` to the condition, and for a retrieval decoder `neighbour_use_t*`: how much its output changes
     when the retrieved image beside its input is taken away and the condition kept."""
-    out = condition_sensitivity(pipe.predictor(), scheduler, images, cond)
-    if pipe.decoder.config.get("retrieval_top_k"):
-        out.update(condition_sensitivity(pipe.predictor(), scheduler, images, cond,
-                                         ablated=pipe.predictor(neighbour=False), name="neighbour_use"))
-    return out
+    retrieval = pipe.decoder.config.get("retrieval_top_k")
+    return condition_sensitivity(pipe.predictor(), scheduler, images, cond,
+                                 ablations={"neighbour_use": pipe.predictor(neighbour=False)} if retrieval else None)
 
 
 @torch.inference_mode()
