@@ -135,3 +135,26 @@ def test_condition_statistics_and_warm_starts_refuse_what_cannot_work(tmp_path):
     plain.save_pretrained(tmp_path / "plain")
     with pytest.raises(UsageError, match="standardises its condition"):
         load_init(unet, str(tmp_path / "plain"))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_sensitivity_in_image_space_is_not_capped_at_high_noise(prediction_type):
+    """A decoder whose output implies the real image under its condition and a grey one without: the implied images
+    differ by the whole image at every timestep, while noise space sees only sqrt(ab / (1 - ab)) of that."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cond = torch.ones(4, 5)
+
+    def predict(xt, t, c):  # the exact output for x0 = images when conditioned, x0 = 0 for the null condition
+        ab = scheduler.alphas_cumprod[t][:, None, None, None]
+        x0 = images[: len(xt)] * (c.abs().sum(-1) > 0)[:, None, None, None]
+        eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return ab.sqrt() * eps - (1 - ab).sqrt() * x0 if prediction_type == "v_prediction" else eps
+
+    out = condition_sensitivity(predict, scheduler, images, cond, timesteps=(500, 900))
+    assert out["sensitivity_x0_t500"] == pytest.approx(1.0, abs=1e-3)
+    assert out["sensitivity_x0_t900"] == pytest.approx(1.0, abs=1e-3)
+    ab = scheduler.alphas_cumprod[900]
+    assert out["sensitivity_t900"] < 1.5 * (ab / (1 - ab)).sqrt()  # noise space: capped near 0.16 here

@@ -45,6 +45,7 @@ def register(sub) -> None:
                         "image's own caption among all captions of the set (isolates the decoder from the prior)")
     g.add_argument("--sensitivity", action="store_true",
                    help="also the decoder's condition sensitivity ||eps(c) - eps(null)|| / ||eps(c)|| per timestep "
+                        "(sensitivity_t*), the same on the image each output implies (sensitivity_x0_t*), "
                         "and, for a retrieval decoder, its neighbour use (the same with only the retrieved image "
                         "taken away)")
     p.set_defaults(func=run)

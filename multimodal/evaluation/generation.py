@@ -82,31 +82,39 @@ def condition_sensitivity(predict, scheduler, images: torch.Tensor, cond: torch.
                           timesteps: Sequence[int] = SENSITIVITY_TIMESTEPS, seed: int = 0,
                           batch_size: int = 64, ablations: dict | None = None) -> dict:
     """How much the decoder uses its condition: ||eps(x_t, c) - eps(x_t, null)|| / ||eps(x_t, c)||, the mean over
-    images, per timestep. images [N, 3, S, S] in [-1, 1], cond [N, D]; `scheduler` is the training scheduler and
-    `predict(x_t, t, cond)` the decoder's output (the pipeline's `predictor()`: for a retrieval decoder the null
-    condition also takes away the retrieved image). v-prediction outputs are turned into noise predictions first,
-    so objectives compare on one scale. `ablations` adds metrics beside "sensitivity": each name maps to an output
-    `(x_t, t, cond) -> ...` to compare against instead of the null condition's; the full prediction is made once."""
+    images, per timestep (`sensitivity_t*`), and the same on the image the output implies, x0 (`sensitivity_x0_t*`).
+    images [N, 3, S, S] in [-1, 1], cond [N, D]; `scheduler` is the training scheduler and `predict(x_t, t, cond)`
+    the decoder's output (the pipeline's `predictor()`: for a retrieval decoder the null condition also takes away
+    the retrieved image). Outputs are turned into noise and image predictions first, so objectives compare on one
+    scale. Noise space caps the high-noise buckets: eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab), so a change of the
+    implied image moves eps by only sqrt(ab / (1 - ab)) of it (0.16 at t = 900 on the cosine schedule).
+    `ablations` adds metrics beside "sensitivity": each name maps to an output `(x_t, t, cond) -> ...` to compare
+    against instead of the null condition's; the full prediction is made once."""
     ablations = {"sensitivity": lambda xt, tt, c: predict(xt, tt, torch.zeros_like(c)), **(ablations or {})}
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     alpha_bar = scheduler.alphas_cumprod
-    ratios = {(name, t): [] for name in ablations for t in timesteps}
+    ratios = {(name, space, t): [] for name in ablations for space in ("", "_x0") for t in timesteps}
 
-    def as_noise(pred: torch.Tensor, xt: torch.Tensor, t: int) -> torch.Tensor:  # [B, 3 * S * S]
+    def as_noise_and_image(pred: torch.Tensor, xt: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a, s = alpha_bar[t].sqrt(), (1 - alpha_bar[t]).sqrt()
         pred = pred.float()
-        if scheduler.config.prediction_type == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
-            pred = alpha_bar[t].sqrt() * pred + (1 - alpha_bar[t]).sqrt() * xt
-        return pred.flatten(1)
+        eps = a * pred + s * xt if scheduler.config.prediction_type == "v_prediction" else pred
+        return eps.flatten(1), ((xt - s * eps) / a).flatten(1)  # [B, 3 * S * S] each
+
+    def ratio(full: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return (full - other).norm(dim=1) / full.norm(dim=1)
 
     for t in timesteps:
         for i in range(0, len(images), batch_size):
             x0, c, n = images[i:i + batch_size], cond[i:i + batch_size], noise[i:i + batch_size]
             tt = torch.full((len(x0),), int(t), dtype=torch.long)
             xt = scheduler.add_noise(x0, n, tt)
-            full = as_noise(predict(xt, tt, c), xt, t)
+            full = as_noise_and_image(predict(xt, tt, c), xt, t)
             for name, ablated in ablations.items():
-                ratios[name, t].append((full - as_noise(ablated(xt, tt, c), xt, t)).norm(dim=1) / full.norm(dim=1))
-    return {f"{name}_t{t}": torch.cat(ratios[name, t]).mean().item() for name, t in ratios}
+                other = as_noise_and_image(ablated(xt, tt, c), xt, t)
+                ratios[name, "", t].append(ratio(full[0], other[0]))
+                ratios[name, "_x0", t].append(ratio(full[1], other[1]))
+    return {f"{name}{space}_t{t}": torch.cat(ratios[name, space, t]).mean().item() for name, space, t in ratios}
 
 
 def decoder_sensitivities(pipe, scheduler, images: torch.Tensor, cond: torch.Tensor) -> dict:
