@@ -1,7 +1,11 @@
-"""Average the weights of CLIP models of one architecture (a uniform model soup, Wortsman et al. 2022).
+"""Average the weights of models of one architecture (a uniform model soup, Wortsman et al. 2022).
 
     python training/recipes/soup.py assets/builtin/clip runs/lit-v2/final --out runs/soup/final
     python training/recipes/soup.py runs/lit-v5/final runs/lit-v5/checkpoints/step-00000300.ckpt --out ...
+    python training/recipes/soup.py runs/decoder-v5-aligned/final/decoder runs/decoder-v6/final/decoder --out ...
+
+A diffusers model folder (a decoder: config.json + diffusion_pytorch_model.safetensors) is averaged file by file;
+its configs must agree.
 
 A CLIP trainer's checkpoint (.ckpt) counts as a model: it is rebuilt from the config it holds.
 
@@ -25,19 +29,53 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="comma-separated mixing weights (default: uniform)")
     parser.add_argument("--out", required=True, help="folder for the averaged model")
     args = parser.parse_args()
-    models = [load(m) for m in args.models]
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(models)
-    if len(weights) != len(models) or sum(weights) <= 0:
-        parser.error(f"{len(weights)} weights for {len(models)} models")
-    if any(m.spec != models[0].spec for m in models[1:]):  # the architecture each model was built from
-        sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
-    states = [m.state_dict() for m in models]
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(args.models)
+    if len(weights) != len(args.models) or sum(weights) <= 0:
+        parser.error(f"{len(weights)} weights for {len(args.models)} models")
+    if is_diffusers_folder(args.models[0]):
+        soup_diffusers_folders(args.models, weights, Path(args.out))
+    else:
+        models = [load(m) for m in args.models]
+        if any(m.spec != models[0].spec for m in models[1:]):  # the architecture each model was built from
+            sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
+        models[0].load_state_dict(average([m.state_dict() for m in models], weights))
+        models[0].save_pretrained(args.out)
+    print(f"wrote {args.out}: {len(args.models)} models, weights {weights}", file=sys.stderr)
+
+
+def average(states: list[dict], weights: list[float]) -> dict:
     total = sum(weights)
-    soup = {k: sum(w * s[k].float() for w, s in zip(weights, states)) / total if states[0][k].is_floating_point()
+    return {k: sum(w * s[k].float() for w, s in zip(weights, states)) / total if states[0][k].is_floating_point()
             else states[0][k] for k in states[0]}
-    models[0].load_state_dict(soup)
-    models[0].save_pretrained(args.out)
-    print(f"wrote {args.out}: {len(models)} models, weights {weights}", file=sys.stderr)
+
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def is_diffusers_folder(name: str) -> bool:
+    import json
+
+    config = Path(name) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("_class_name") not in (None, "CLIPModel")
+
+
+def soup_diffusers_folders(folders: list[str], weights: list[float], out: Path) -> None:
+    """Average the weights file of diffusers folders with one config (the first folder's config is kept)."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    configs = [{k: v for k, v in json.loads((Path(f) / "config.json").read_text()).items() if k != "_name_or_path"}
+               for f in folders]
+    if any(c != configs[0] for c in configs[1:]):
+        sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
+    states = [load_file(str(Path(f) / WEIGHTS)) for f in folders]
+    dtype = next(iter(states[0].values())).dtype
+    out.mkdir(parents=True, exist_ok=True)
+    soup = {k: v.to(dtype) if v.is_floating_point() else v for k, v in average(states, weights).items()}
+    save_file(soup, str(out / WEIGHTS), metadata={"format": "pt"})
+    shutil.copy(Path(folders[0]) / "config.json", out / "config.json")
 
 
 def load(name: str):
