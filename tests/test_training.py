@@ -118,6 +118,33 @@ def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
     assert torch.allclose(mixed["model.text_projection"], (early["model.text_projection"] + late) / 2)
 
 
+
+def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_path):
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    def tiny_unet(seed: int, channels: int = 32):
+        torch.manual_seed(seed)
+        return UNet2DConditionModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+                                    block_out_channels=(channels, channels), norm_num_groups=8,
+                                    down_block_types=("DownBlock2D", "DownBlock2D"),
+                                    up_block_types=("UpBlock2D", "UpBlock2D"), cross_attention_dim=8)
+
+    for name, seed, channels in (("a", 0, 32), ("b", 1, 32), ("wide", 2, 64)):
+        tiny_unet(seed, channels).save_pretrained(tmp_path / name)
+    soup = ROOT / "training/recipes/soup.py"
+    run = subprocess.run([sys.executable, str(soup), str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                          str(tmp_path / "soup")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = (load_file(str(tmp_path / n / "diffusion_pytorch_model.safetensors")) for n in ("a", "b"))
+    mixed = UNet2DConditionModel.from_pretrained(tmp_path / "soup").state_dict()
+    key = "conv_in.weight"
+    assert not torch.equal(a[key], b[key])
+    assert torch.allclose(mixed[key], (a[key] + b[key]) / 2)
+    refused = subprocess.run([sys.executable, str(soup), str(tmp_path / "a"), str(tmp_path / "wide"), "--out",
+                              str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "configs differ" in refused.stderr
+
 def test_fused_adamw_and_torch_compile_train_the_same_weights(labelled_shards, tmp_path):
     import multimodal as mm
 
