@@ -49,9 +49,6 @@ def average(states: list[dict], weights: list[float]) -> dict:
             else states[0][k] for k in states[0]}
 
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-
-
 def is_diffusers_folder(name: str) -> bool:
     import json
 
@@ -62,19 +59,25 @@ def is_diffusers_folder(name: str) -> bool:
 def soup_diffusers_folders(folders: list[str], weights: list[float], out: Path) -> None:
     """Average the weights file of diffusers folders with one config (the first folder's config is kept)."""
     import json
+    import os
     import shutil
 
+    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors.torch import load_file, save_file
 
+    if not all(is_diffusers_folder(f) for f in folders):
+        sys.exit("soup.py: every ingredient must be a diffusers model folder like the first")
     configs = [{k: v for k, v in json.loads((Path(f) / "config.json").read_text()).items() if k != "_name_or_path"}
                for f in folders]
     if any(c != configs[0] for c in configs[1:]):
         sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
-    states = [load_file(str(Path(f) / WEIGHTS)) for f in folders]
+    states = [load_file(str(Path(f) / SAFETENSORS_WEIGHTS_NAME)) for f in folders]
     dtype = next(iter(states[0].values())).dtype
     out.mkdir(parents=True, exist_ok=True)
     soup = {k: v.to(dtype) if v.is_floating_point() else v for k, v in average(states, weights).items()}
-    save_file(soup, str(out / WEIGHTS), metadata={"format": "pt"})
+    tmp = out / f".{SAFETENSORS_WEIGHTS_NAME}.tmp"  # an interrupted write leaves no half-written weights file
+    save_file(soup, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out / SAFETENSORS_WEIGHTS_NAME)
     shutil.copy(Path(folders[0]) / "config.json", out / "config.json")
 
 
