@@ -118,7 +118,6 @@ def test_tiny_run_writes_run_folder(labelled_shards, tmp_path):
     assert torch.allclose(mixed["model.text_projection"], (early["model.text_projection"] + late) / 2)
 
 
-
 def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_path):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
