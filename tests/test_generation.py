@@ -261,11 +261,14 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
     pipe = TextToImagePipeline.from_pretrained(pipeline)
     assert pipe.bank.images.shape == (32, 32, 32, 3)  # the 32 training images at the decoder's size
     run = subprocess.run([sys.executable, "-m", "multimodal", "eval", "generation", "--model", str(pipeline),
-                          "--data", str(tmp_path / "eval"), "--num-prompts", "4", "--steps", "2",
+                          "--data", str(tmp_path / "eval"), "--num-prompts", "4", "--steps", "2", "--reconstruction",
                           "--out", str(tmp_path / "gen-retrieval.json")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    row = json.loads((tmp_path / "gen-retrieval.json").read_text())["results"][0]
+    payload = json.loads((tmp_path / "gen-retrieval.json").read_text())
+    row, recon = payload["results"][0], payload["decoder_diagnostics"][0]
     assert 0 < row["copy_distance"] <= 1 and 0 < row["copy_distance_real"] <= 1
+    assert recon["num_images"] == 4 and "recon_retag_accuracy_real_at_size=" in run.stdout
+    assert all(0 <= recon[f"recon_retag_accuracy{k}"] <= 1 for k in ("", "_real", "_real_at_size"))
 
 
 def rewritten_shards_are_embedded_again(tmp_path, clip, items):

@@ -132,7 +132,8 @@ def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str
     """Reconstruction re-tag, which isolates the decoder from the prior: held-out images -> their CLIP image
     embedding (`cond` [N, D], or computed here by the pipeline's CLIP) -> the decoder -> the judge picks each
     image's own caption (`captions`, one per image) among all distinct `candidates` (every caption of the split;
-    default: `captions`). Reported beside the same for the real images."""
+    default: `captions`). Reported beside the same for the real images, as they are and fitted to the size the
+    pipeline makes (`_real_at_size`: the ceiling of a perfect reconstruction at that resolution)."""
     labels = list(dict.fromkeys([*candidates, *captions]))
     targets = torch.tensor([labels.index(c) for c in captions])
     cond = pipe.clip.embed_images(list(images)) if cond is None else cond
@@ -145,9 +146,11 @@ def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str
         generated += pipe.image_processor.postprocess(x * 2 - 1, output_type="pil")
     text = judge.embed_texts(labels).cpu()  # [L, D]
     gen_feats, real_feats = judge.embed_images(generated).cpu(), judge.embed_images(list(images)).cpu()
+    small_feats = judge.embed_images(fit_images(images, generated[0].width)).cpu()
     metrics = {
         "recon_retag_accuracy": ((gen_feats @ text.T).argmax(1) == targets).float().mean().item(),
         "recon_retag_accuracy_real": ((real_feats @ text.T).argmax(1) == targets).float().mean().item(),
+        "recon_retag_accuracy_real_at_size": ((small_feats @ text.T).argmax(1) == targets).float().mean().item(),
         "recon_clip_image_cosine": F.cosine_similarity(gen_feats, real_feats).mean().item(),
         "num_images": len(images), "num_captions": len(labels),
     }
@@ -163,11 +166,16 @@ def heldout_images(data, limit: int, seed: int = 0) -> tuple[list[str], list, li
     return [samples[i][0] for i in pick], [samples[i][1] for i in pick], [c for c, _ in samples]
 
 
-def fit_pixels(images: Sequence, size: int) -> torch.Tensor:
-    """PIL images -> [N, 3, size, size] in [-1, 1], fitted on white as the decoder's training images are."""
+def fit_images(images: Sequence, size: int) -> list:
+    """PIL images fitted on white into size x size RGB squares, as the decoder's training images are."""
     from PIL import ImageOps
 
-    arrays = [np.asarray(ImageOps.pad(im.convert("RGB"), (size, size), color="white")) for im in images]
+    return [ImageOps.pad(im.convert("RGB"), (size, size), color="white") for im in images]
+
+
+def fit_pixels(images: Sequence, size: int) -> torch.Tensor:
+    """PIL images -> [N, 3, size, size] in [-1, 1], fitted on white as the decoder's training images are."""
+    arrays = [np.asarray(im) for im in fit_images(images, size)]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
