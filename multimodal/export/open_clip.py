@@ -12,12 +12,10 @@ multimodal composites it on white; on transparent drawings such as emoji that ch
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from safetensors.torch import save_file
-
+from multimodal.models.io import save_safetensors
 from multimodal.models.towers import resolve, resolve_model_cfg
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -30,9 +28,7 @@ def export_open_clip(model, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = model.spec
     state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
-    tmp = out_dir / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, out_dir / WEIGHTS)
+    save_safetensors(state, out_dir / WEIGHTS)
     config = {"model_cfg": resolve_model_cfg(spec.model_cfg), "preprocess_cfg": spec.preprocess_cfg}
     if spec.tokenizer.get("type") == "hf":  # open_clip reads an HF tokenizer (and config) from the folder itself
         source = Path(resolve(spec.tokenizer["name"]))

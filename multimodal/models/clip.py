@@ -13,7 +13,6 @@ these three methods; none re-implements them.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,12 +21,11 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
-from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from multimodal.models.build import build_open_clip, make_tokenizer
 from multimodal.models.config import ModelConfig
-from multimodal.models.io import fill_packaged, omit_packaged, packaged_tower_state
+from multimodal.models.io import fill_packaged, omit_packaged, packaged_tower_state, save_safetensors
 from multimodal.models.towers import lock_towers
 from multimodal.prompts import DEFAULT_TEMPLATES, check_templates, fill
 
@@ -91,10 +89,7 @@ class CLIPModel(ModelMixin, ConfigMixin):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         if not include_packaged_towers and self.spec.towers:
             omit_packaged(state, self.spec, prefix="model.")
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a saved model is meant to be shared
-        os.replace(tmp, directory / WEIGHTS_NAME)
+        save_safetensors(state, directory / WEIGHTS_NAME)
         self.save_config(directory)
         return directory
 

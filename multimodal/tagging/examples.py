@@ -134,15 +134,12 @@ class ExampleCache:
     # --- saving -------------------------------------------------------------------------------------------
     def save(self, directory: Path) -> dict:
         """Writes examples.safetensors; returns the entry for tagger.json."""
-        from safetensors.torch import save_file
+        from multimodal.models.io import save_safetensors
 
         labels = self.labels
         features = torch.cat([self.features[label] for label in labels]).contiguous()
         ids = torch.cat([torch.full((len(self.features[label]),), j) for j, label in enumerate(labels)])
-        tmp = directory / f".{EXAMPLES_FILE}.{os.getpid()}.tmp"
-        save_file({"features": features, "label_ids": ids}, str(tmp), metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, directory / EXAMPLES_FILE)
+        save_safetensors({"features": features, "label_ids": ids}, directory / EXAMPLES_FILE)
         return {"labels": labels, "alpha": self.alpha, "beta": self.beta, "model": self.model_key,
                 "file": EXAMPLES_FILE}
 

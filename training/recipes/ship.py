@@ -20,17 +20,18 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def halve(folder: Path) -> None:
     """Rewrite every float32 tensor of the safetensors files in `folder` as float16."""
+    from multimodal.models.io import save_safetensors
+
     for path in folder.glob("*.safetensors"):
         state = load_file(str(path))
-        save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, str(path),
-                  metadata={"format": "pt"})
+        save_safetensors({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, path)
 
 
 def replace(target: Path, write) -> None:

@@ -59,11 +59,12 @@ def is_diffusers_folder(name: str) -> bool:
 def soup_diffusers_folders(folders: list[str], weights: list[float], out: Path) -> None:
     """Average the weights file of diffusers folders with one config (the first folder's config is kept)."""
     import json
-    import os
     import shutil
 
     from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from multimodal.models.io import save_safetensors
 
     if not all(is_diffusers_folder(f) for f in folders):
         sys.exit("soup.py: every ingredient must be a diffusers model folder like the first")
@@ -75,9 +76,7 @@ def soup_diffusers_folders(folders: list[str], weights: list[float], out: Path) 
     dtype = next(iter(states[0].values())).dtype
     out.mkdir(parents=True, exist_ok=True)
     soup = {k: v.to(dtype) if v.is_floating_point() else v for k, v in average(states, weights).items()}
-    tmp = out / f".{SAFETENSORS_WEIGHTS_NAME}.tmp"  # an interrupted write leaves no half-written weights file
-    save_file(soup, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / SAFETENSORS_WEIGHTS_NAME)
+    save_safetensors(soup, out / SAFETENSORS_WEIGHTS_NAME)
     shutil.copy(Path(folders[0]) / "config.json", out / "config.json")
 
 
