@@ -144,6 +144,37 @@ def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_p
                               str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "configs differ" in refused.stderr
 
+def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):
+    """A CLIP that trained MiniLM's last two layers averages with one that trained the last one only, if it comes
+    first: the soup keeps the second-last layer, half packaged and half trained."""
+    import multimodal as mm
+    from multimodal.models import get_config
+
+    key = "model.text.transformer.encoder.layer.4.output.dense.weight"  # trained by the first model only
+    for name, layers in (("two", 2), ("one", 1)):
+        config = get_config("lit-effnet2-minilm")
+        config.towers["text"]["unlocked_layers"] = layers
+        model = mm.create_model(config)
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.requires_grad:
+                    param.add_(0.1)
+        model.save_pretrained(tmp_path / name)
+    packaged = mm.create_model("lit-effnet2-minilm").state_dict()[key]
+    soup = ROOT / "training/recipes/soup.py"
+
+    def run(*names: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(soup), *(str(tmp_path / n) for n in names), "--out",
+                               str(tmp_path / "soup")], capture_output=True, text=True, timeout=300)
+
+    refused = run("one", "two")
+    assert refused.returncode != 0 and "put a model that trains the most of it first" in refused.stderr
+    done = run("two", "one")
+    assert done.returncode == 0, done.stderr[-2000:]
+    mixed = mm.from_pretrained(tmp_path / "soup").state_dict()[key]
+    assert torch.allclose(mixed, packaged + 0.05, atol=1e-6)
+
+
 def test_fused_adamw_and_torch_compile_train_the_same_weights(labelled_shards, tmp_path):
     import multimodal as mm
 

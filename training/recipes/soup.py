@@ -7,7 +7,9 @@
 A diffusers model folder (a decoder: config.json + diffusion_pytorch_model.safetensors) is averaged file by file;
 its configs must agree.
 
-A CLIP trainer's checkpoint (.ckpt) counts as a model: it is rebuilt from the config it holds.
+A CLIP trainer's checkpoint (.ckpt) counts as a model: it is rebuilt from the config it holds. CLIPs may differ in
+how much of each tower they trained (`unlocked_groups`/`unlocked_layers`) if the first trained at least as much as
+every other: the soup is saved with the first one's config, which keeps every layer any ingredient changed.
 
 Models trained from the same initialisation (same config and seed) on different data keep a shared basin when
 their towers stay mostly locked, so the average keeps much of what each learned; it needs no training.
@@ -36,11 +38,29 @@ def main() -> None:
         soup_diffusers_folders(args.models, weights, Path(args.out))
     else:
         models = [load(m) for m in args.models]
-        if any(m.spec != models[0].spec for m in models[1:]):  # the architecture each model was built from
-            sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
+        check_clip_specs([m.spec for m in models])
         models[0].load_state_dict(average([m.state_dict() for m in models], weights))
         models[0].save_pretrained(args.out)
     print(f"wrote {args.out}: {len(args.models)} models, weights {weights}", file=sys.stderr)
+
+
+UNLOCKED = {"image": "unlocked_groups", "text": "unlocked_layers"}
+
+
+def check_clip_specs(specs: list) -> None:
+    """One architecture (the config each model was built from, how much it trained aside), and the first model
+    trains at least as much of each tower as any other (its save keeps only the layers it trains)."""
+    def architecture(spec) -> dict:
+        towers = {name: {k: v for k, v in tower.items() if k != UNLOCKED.get(name)}
+                  for name, tower in spec.towers.items()}
+        return {**spec.to_dict(), "towers": towers}
+
+    if any(architecture(s) != architecture(specs[0]) for s in specs[1:]):
+        sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
+    for name, key in UNLOCKED.items():
+        counts = [s.towers.get(name, {}).get(key, 0) for s in specs]
+        if max(counts) > counts[0]:
+            sys.exit(f"soup.py: the {name} tower's {key} are {counts}; put a model that trains the most of it first")
 
 
 def average(states: list[dict], weights: list[float]) -> dict:
