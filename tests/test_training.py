@@ -144,6 +144,28 @@ def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_p
                               str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "configs differ" in refused.stderr
 
+def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
+    import multimodal as mm
+    from multimodal.errors import UsageError
+    from multimodal_train.loop import TrainLoop, param_groups
+
+    model = mm.create_model("lit-effnet2-minilm")
+    trained = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+    groups = param_groups(model, 0.1, tower_lr_scale=0.25)
+    scale = {trained[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+    assert len(scale) == sum(len(g["params"]) for g in groups) == len(trained)  # each trained weight once
+    assert scale["model.visual.trunk.blocks.6.0.conv_pw.weight"] == 0.25
+    assert scale["model.text.transformer.encoder.layer.5.output.dense.weight"] == 0.25
+    assert scale["model.visual.head.proj.weight"] == scale["model.text.proj.weight"] == scale["model.logit_scale"] == 1
+    cfg = load_config("tiny-ci", ["optim.lr=4e-4", "optim.tower_lr_scale=0.25", "optim.warmup_steps=0"])
+    loop = TrainLoop(model, objective=None, data=[], cfg=cfg)
+    assert sorted({g["lr"] for g in loop.optimizer.param_groups}) == pytest.approx([1e-4, 4e-4])
+    with pytest.raises(UsageError, match="tower_lr_scale=0.25: the model trains no layer of a pretrained tower"):
+        param_groups(mm.create_model("tiny"), 0.1, tower_lr_scale=0.25)  # a scratch CLIP has no pretrained tower
+    with pytest.raises(UsageError, match="tower_lr_scale"):
+        load_config("tiny-ci", ["optim.tower_lr_scale=0"])
+
+
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):
     """A CLIP that trained MiniLM's last two layers averages with one that trained the last one only, if it comes
     first: the soup keeps the second-last layer, half packaged and half trained."""

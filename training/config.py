@@ -55,6 +55,7 @@ class DataSection:
 class OptimSection:
     lr: float = 1e-3
     weight_decay: float = 0.1  # never on norms, biases, the temperature and the bias of SigLIP
+    tower_lr_scale: float = 1.0  # LR multiplier for the trained layers of pretrained towers (not the projections)
     betas: list = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-6
     warmup_steps: int = 100
@@ -209,7 +210,7 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "data.shuffle_buffer", "data.imagenet_pairs", "data.imagenet_distill", "optim.weight_decay",
                 "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
                 "decoder.snr_gamma", "decoder.eval_images")
-POSITIVE = ("optim.lr", "optim.eps")
+POSITIVE = ("optim.lr", "optim.eps", "optim.tower_lr_scale")
 BELOW_ONE = ("decoder.jitter_scale",)  # a scale of 1 - 1 = 0 would divide by zero
 UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
                  "decoder.self_neighbour", "decoder.jitter_shift")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from multimodal.distributed import barrier, current
-from multimodal.errors import TrainingStopped
+from multimodal.errors import TrainingStopped, UsageError
 from multimodal.precision import bf16_is_fast
 from multimodal_train.checkpoint import (
     all_finite,
@@ -42,17 +42,26 @@ from multimodal_train.distributed import all_reduce_mean
 from multimodal_train.metrics import MetricsLog, plot_curves
 from multimodal_train.objectives import Objective
 
+TOWER_PREFIXES = ("model.visual.trunk.", "model.text.transformer.")  # pretrained towers' own layers, not projections
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: never on norms, biases, the temperature or SigLIP's bias (open_clip's rule)."""
-    decay, no_decay = [], []
+
+def param_groups(model: nn.Module, weight_decay: float, tower_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on matrices only: never on norms, biases, the temperature or SigLIP's bias (open_clip's rule).
+    The trained layers of pretrained towers learn at `tower_lr_scale` times the rate of the rest, so that unlocking
+    more of a tower changes its features less (each group's "lr_scale" multiplies optim.lr)."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         exclude = p.ndim < 2 or "bn" in name or "ln" in name or "norm" in name or "bias" in name \
             or "logit_scale" in name
-        (no_decay if exclude else decay).append(p)
-    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+        tower = tower_lr_scale != 1.0 and name.startswith(TOWER_PREFIXES)
+        groups.setdefault((tower, not exclude), []).append(p)
+    if tower_lr_scale != 1.0 and not any(tower for tower, _ in groups):
+        raise UsageError(f"optim.tower_lr_scale={tower_lr_scale}: the model trains no layer of a pretrained tower "
+                         f"({', '.join(TOWER_PREFIXES)}); unlock some, or leave the scale at 1")
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": tower_lr_scale if tower else 1.0} for (tower, decay), params in sorted(groups.items())]
 
 
 def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
@@ -83,8 +92,10 @@ class TrainLoop:
         self.evaluate, self.on_log = evaluate, on_log
         self.info = current(next(model.parameters()).device)
         self.run_dir = Path(cfg.run_dir)
-        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                           betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+        groups = param_groups(model, cfg.optim.weight_decay, cfg.optim.tower_lr_scale)
+        for group in groups:
+            group["lr"] = cfg.optim.lr * group["lr_scale"]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
                                            fused=cfg.optim.fused or None)  # None: torch's foreach
         self.scheduler = cosine_with_warmup(self.optimizer, cfg.optim.warmup_steps, cfg.steps)
         self.step = 0
@@ -167,7 +178,7 @@ class TrainLoop:
                 window_steps += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     elapsed = time.perf_counter() - window_start
-                    values = {"loss": all_reduce_mean(self.last_loss, info), "lr": self.scheduler.get_last_lr()[-1],
+                    values = {"loss": all_reduce_mean(self.last_loss, info), "lr": self.scheduler.get_last_lr()[0],
                               "samples_per_s": window_steps * samples_per_step / max(elapsed, 1e-9),
                               **self.objective.log_values(), **getattr(self.data, "log_values", dict)()}
                     log.log(self.step, values)
