@@ -166,6 +166,26 @@ def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
         load_config("tiny-ci", ["optim.tower_lr_scale=0"])
 
 
+def test_compare_zeroshot_applies_the_shipping_rule(tmp_path):
+    def report(name: str, **top1) -> Path:
+        sizes = {"big": 200, "small": 50}
+        results = {k: {"top1": v, "num_samples": sizes[k]} for k, v in top1.items()}
+        (tmp_path / name).write_text(json.dumps({"results": results}))
+        return tmp_path / name
+
+    def judge(candidate: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_zeroshot.py"), str(base),
+                               str(candidate)], capture_output=True, text=True, timeout=60)
+
+    base = report("base.json", big=0.40, small=0.40)
+    better = judge(report("better.json", big=0.395, small=0.60))  # one image fewer on 200 is 0.5 points: allowed
+    assert better.returncode == 0 and "40.0 -> 49.8: the rule passes" in better.stdout
+    small_drop = judge(report("drop.json", big=0.60, small=0.36))  # two images fewer on a set under 100
+    assert small_drop.returncode == 1 and "small" in small_drop.stdout.split("below the rule")[0].splitlines()[-1]
+    lower_mean = judge(report("lower.json", big=0.40, small=0.38))
+    assert lower_mean.returncode == 1 and "the rule fails" in lower_mean.stdout
+
+
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):
     """A CLIP that trained MiniLM's last two layers averages with one that trained the last one only, if it comes
     first: the soup keeps the second-last layer, half packaged and half trained."""
