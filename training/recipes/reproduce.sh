@@ -62,12 +62,7 @@ done_ runs/finetune-fashion || mm train finetune --config finetune-fashion finet
 
 # 5. evaluations of the shipped model
 mkdir -p runs/eval
-sets=(--data emoji=data/corpus/emoji/eval --data twemoji=data/corpus/twemoji/eval
-      --data openmoji=data/corpus/openmoji/eval --data emojione=data/corpus/emojione/eval
-      --data clip-art=data/corpus/openclipart/eval --data tuxpaint=data/corpus/tuxpaint/eval
-      --data icons=data/corpus/icons/eval --data emojione-v1=data/corpus/emojione-v1/eval
-      --data noto-v1=data/corpus/noto-v1/eval --data fxemoji=data/corpus/fxemoji/eval
-      --data streamline=data/corpus/streamline-emojis/eval --data skimage=data/eval/skimage)
+source training/recipes/zeroshot_sets.sh
 mm eval zeroshot --model builtin "${sets[@]}" --out runs/eval/zeroshot.json
 mm eval retrieval --model builtin "${sets[@]}" --out runs/eval/retrieval.json
 mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 20 \
