@@ -45,22 +45,29 @@ def main() -> None:
 
 
 UNLOCKED = {"image": "unlocked_groups", "text": "unlocked_layers"}
+HOW_MUCH_TRAINED = ("lock", *UNLOCKED.values())
 
 
 def check_clip_specs(specs: list) -> None:
     """One architecture (the config each model was built from, how much it trained aside), and the first model
     trains at least as much of each tower as any other (its save keeps only the layers it trains)."""
     def architecture(spec) -> dict:
-        towers = {name: {k: v for k, v in tower.items() if k != UNLOCKED.get(name)}
+        towers = {name: {k: v for k, v in tower.items() if k not in HOW_MUCH_TRAINED}
                   for name, tower in spec.towers.items()}
         return {**spec.to_dict(), "towers": towers}
 
     if any(architecture(s) != architecture(specs[0]) for s in specs[1:]):
         sys.exit("soup.py: the models' configs differ; only one architecture can be averaged")
     for name, key in UNLOCKED.items():
-        counts = [s.towers.get(name, {}).get(key, 0) for s in specs]
+        counts = [trained_amount(s.towers.get(name, {}), key) for s in specs]
         if max(counts) > counts[0]:
-            sys.exit(f"soup.py: the {name} tower's {key} are {counts}; put a model that trains the most of it first")
+            sys.exit(f"soup.py: the {name} tower's {key} are {counts} (inf: not locked); put a model that trains the "
+                     "most of it first")
+
+
+def trained_amount(tower: dict, key: str) -> float:
+    """How many layer groups of a tower train: all of them (inf) unless it is locked."""
+    return float(tower.get(key, 0)) if tower.get("lock") else float("inf")
 
 
 def average(states: list[dict], weights: list[float]) -> dict:
