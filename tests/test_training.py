@@ -144,6 +144,7 @@ def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_p
                               str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "configs differ" in refused.stderr
 
+
 def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
     import multimodal as mm
     from multimodal.errors import UsageError
