@@ -253,6 +253,8 @@ def test_eval_cli_zeroshot_and_retrieval(trained, colours, tmp_path):
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())["results"]["colours"]
     assert result["num_classes"] == 6 and result["top1"] > 0.8 and set(result["per_class_recall"]) == set(COLOURS)
+    hits = result["top1_hits"]  # one 0/1 per image, by key, for paired comparisons of two models
+    assert len(hits) == result["num_samples"] and sum(hits.values()) == round(result["top1"] * len(hits))
     assert "top1" in run.stdout
     ret = cli("eval", "retrieval", "--model", str(trained), "--data", str(colours / "shards"))
     assert ret.returncode == 0 and "image_to_text_R@1" in ret.stdout

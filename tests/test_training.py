@@ -167,6 +167,11 @@ def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
         load_config("tiny-ci", ["optim.tower_lr_scale=0"])
 
 
+def judge_zeroshot(base: Path, candidate: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_zeroshot.py"), *flags, str(base),
+                           str(candidate)], capture_output=True, text=True, timeout=60)
+
+
 def test_compare_zeroshot_applies_the_shipping_rule(tmp_path):
     def report(name: str, **top1) -> Path:
         sizes = {"big": 200, "small": 50}
@@ -174,17 +179,39 @@ def test_compare_zeroshot_applies_the_shipping_rule(tmp_path):
         (tmp_path / name).write_text(json.dumps({"results": results}))
         return tmp_path / name
 
-    def judge(candidate: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_zeroshot.py"), str(base),
-                               str(candidate)], capture_output=True, text=True, timeout=60)
-
     base = report("base.json", big=0.40, small=0.40)
-    better = judge(report("better.json", big=0.395, small=0.60))  # one image fewer on 200 is 0.5 points: allowed
-    assert better.returncode == 0 and "40.0 -> 49.8: the rule passes" in better.stdout
-    small_drop = judge(report("drop.json", big=0.60, small=0.36))  # two images fewer on a set under 100
+    better = judge_zeroshot(base, report("better.json", big=0.395, small=0.60))  # one image fewer on 200: allowed
+    assert better.returncode == 0 and "40.0 -> 49.8\nthe rule passes" in better.stdout
+    small_drop = judge_zeroshot(base, report("drop.json", big=0.60, small=0.36))  # two images fewer on a set under 100
     assert small_drop.returncode == 1 and "small" in small_drop.stdout.split("below the rule")[0].splitlines()[-1]
-    lower_mean = judge(report("lower.json", big=0.40, small=0.38))
+    lower_mean = judge_zeroshot(base, report("lower.json", big=0.40, small=0.38))
     assert lower_mean.returncode == 1 and "the rule fails" in lower_mean.stdout
+
+
+def test_compare_zeroshot_paired_rule(tmp_path):
+    """--paired: significantly more images right pooled over the sets (exact McNemar), and no set significantly
+    worse; the same accuracies pass or fail depending on which images each model gets right."""
+    def report(name: str, **hits: list[int]) -> Path:
+        results = {k: {"top1": sum(h) / len(h), "num_samples": len(h), "top1_hits": {f"{k}{i}": v for i, v in
+                                                                                      enumerate(h)}}
+                   for k, h in hits.items()}
+        (tmp_path / name).write_text(json.dumps({"results": results}))
+        return tmp_path / name
+
+    base = report("base.json", big=[1] * 50 + [0] * 150, small=[1] * 20 + [0] * 30)
+    gains = report("gains.json", big=[1] * 50 + [1] * 12 + [0] * 138, small=[1] * 20 + [0] * 30)  # +12, -0
+    assert judge_zeroshot(base, gains, "--paired").returncode == 0
+    few = report("few.json", big=[1] * 50 + [1] * 3 + [0] * 147, small=[1] * 20 + [0] * 30)  # +3: p = 0.125
+    assert judge_zeroshot(base, few, "--paired").returncode == 1
+    # +30 pooled, but the small set loses 8 of its 20 and gains none: p(worse) = 0.004
+    trade = report("trade.json", big=[1] * 50 + [1] * 38 + [0] * 112, small=[1] * 12 + [0] * 38)
+    result = judge_zeroshot(base, trade, "--paired")
+    assert result.returncode == 1 and "below the rule" in result.stdout.splitlines()[1]
+    unpaired = report("old.json", big=[1] * 50 + [0] * 150, small=[1] * 20 + [0] * 30)
+    stripped = json.loads(unpaired.read_text())
+    del stripped["results"]["big"]["top1_hits"]
+    unpaired.write_text(json.dumps(stripped))
+    assert "no per-image hits" in judge_zeroshot(base, unpaired, "--paired").stderr
 
 
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):

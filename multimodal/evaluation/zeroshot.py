@@ -29,7 +29,10 @@ def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames
 def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
                      templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 64,
                      autocast: bool = False, max_samples: int | None = None) -> dict:
-    """Classify every labelled sample of `data` (shards or ImageFolder) among all labels that occur in it."""
+    """Classify every labelled sample of `data` (shards or ImageFolder) among all labels that occur in it.
+
+    Besides the accuracies, `top1_hits` maps each sample's key to 1 if its top-1 label is right, else 0.
+    """
     embedded = embedded or embed_set(model, data, batch_size=batch_size, autocast=autocast, max_samples=max_samples)
     labelled = [i for i, label in enumerate(embedded.labels) if label]
     if not labelled:
@@ -39,4 +42,7 @@ def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
     targets = torch.tensor([index[embedded.labels[i]] for i in labelled])
     classifier = model.zero_shot_classifier(classnames, templates, autocast=autocast).cpu()
     scores = embedded.image_features[labelled] @ classifier.T
-    return accuracy_from_scores(scores, targets, classnames)
+    metrics = accuracy_from_scores(scores, targets, classnames)
+    hits = (scores.argmax(dim=1) == targets).int().tolist()
+    metrics["top1_hits"] = {embedded.keys[i]: hit for i, hit in zip(labelled, hits)}  # for paired comparisons
+    return metrics

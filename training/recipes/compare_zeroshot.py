@@ -1,7 +1,13 @@
-"""Judge a CLIP candidate against the shipped one by the shipping rule of the recipes README: its mean top-1 over
-the sets is higher, and no set is more than `--points` below (on sets under 100 images: no more than one image).
+"""Judge a CLIP candidate against the shipped one by a shipping rule of the recipes README.
 
     python training/recipes/compare_zeroshot.py runs/eval/zeroshot-builtin.json runs/eval/zeroshot-v9.json
+    python training/recipes/compare_zeroshot.py --paired runs/eval/zeroshot-builtin.json runs/eval/zeroshot-v10.json
+
+Without --paired (the rule of CLIP v6-v9): the candidate's mean top-1 over the sets is higher, and no set is more
+than `--points` below (on sets under 100 images: no more than one image).
+With --paired (the rule from CLIP v10 on): pooled over every image of every set, the candidate is right on
+significantly more images (exact one-sided McNemar test, p < --alpha), and on no set is it significantly worse by
+the same test. Needs reports that carry each image's top-1 hit (`multimodal eval zeroshot --out`, `top1_hits`).
 
 Both files are `multimodal eval zeroshot --out` reports over the same sets. Exit status 0 when the rule passes.
 """
@@ -10,7 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """P(at least `wins` of the wins + losses discordant images go the candidate's way | no difference)."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+
+
+def discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
+    """Images of set `name` that only the candidate gets right, and those only the baseline gets right."""
+    b, c = base.get("top1_hits"), cand.get("top1_hits")
+    if b is None or c is None:
+        sys.exit(f"compare_zeroshot.py: set {name!r} has no per-image hits; re-run multimodal eval zeroshot --out")
+    if set(b) != set(c) or len(b) != base["num_samples"]:
+        sys.exit(f"compare_zeroshot.py: set {name!r} was not measured on the same images by both reports")
+    return sum(c[k] > b[k] for k in b), sum(c[k] < b[k] for k in b)
 
 
 def main() -> int:
@@ -18,22 +41,37 @@ def main() -> int:
     parser.add_argument("baseline", help="zero-shot report of the shipped model")
     parser.add_argument("candidate", help="zero-shot report of the candidate")
     parser.add_argument("--points", type=float, default=1.0, help="largest drop allowed on a set, in points of top-1")
+    parser.add_argument("--paired", action="store_true", help="judge by the paired test instead of --points")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test")
     args = parser.parse_args()
     base, cand = (json.load(open(path))["results"] for path in (args.baseline, args.candidate))
     if set(base) != set(cand):
         sys.exit(f"compare_zeroshot.py: the reports cover different sets: {sorted(set(base) ^ set(cand))}")
-    passes, rows = True, []
+    passes, rows, won, lost = True, [], 0, 0
     for name, b in base.items():
         n, before, after = b["num_samples"], 100 * b["top1"], 100 * cand[name]["top1"]
-        lost = round((before - after) * n / 100)  # images
-        worse = lost > 1 if n < 100 else before - after > args.points
+        if args.paired:
+            wins, losses = discordant(b, cand[name], name)
+            won, lost = won + wins, lost + losses
+            p_worse = sign_test(losses, wins)
+            worse, detail = p_worse < args.alpha, f"  +{wins} -{losses}  p(worse) {p_worse:.3f}"
+        else:
+            lost_images = round((before - after) * n / 100)
+            worse = lost_images > 1 if n < 100 else before - after > args.points
+            detail = ""
         passes &= not worse
         rows.append((before, after))
         print(f"{name:14s} {n:5d}  {before:5.1f} ({round(before * n / 100):3d})  {after:5.1f} "
-              f"({round(after * n / 100):3d}){'  below the rule' if worse else ''}")
+              f"({round(after * n / 100):3d}){detail}{'  below the rule' if worse else ''}")
     mean_before, mean_after = (sum(r[i] for r in rows) / len(rows) for i in (0, 1))
-    passes &= mean_after > mean_before
-    print(f"mean top-1 {mean_before:.1f} -> {mean_after:.1f}: the rule {'passes' if passes else 'fails'}")
+    print(f"mean top-1 {mean_before:.1f} -> {mean_after:.1f}")
+    if args.paired:
+        p_better = sign_test(won, lost)
+        print(f"pooled: {won} images gained, {lost} lost, p(better) {p_better:.2g}")
+        passes &= p_better < args.alpha
+    else:
+        passes &= mean_after > mean_before
+    print(f"the rule {'passes' if passes else 'fails'}")
     return 0 if passes else 1
 
 
