@@ -33,7 +33,8 @@ def tagger():
 
 def test_builtin_tags_photos_and_drawings_sensibly(tagger):
     """Regression guard on the shipped weights: these were right when the model shipped (see the model card)."""
-    expected = {"astronaut.jpg": "astronaut", "cat.jpg": "cat", "coffee.jpg": "cup of coffee",
+    # CLIP v10 loses the astronaut photo from its top 3 (pizza, bicycle, telephone; README and model card)
+    expected = {"cat.jpg": "cat", "coffee.jpg": "cup of coffee",
                 "clipart-apple.png": "apple", "clipart-car.png": "car", "clipart-guitar.png": "guitar",
                 "clipart-tree.png": "tree"}
     results = tagger.tag([EXAMPLES / name for name in expected], read_labels_file(EVERYDAY), top_k=3)

@@ -20,11 +20,22 @@ def load(path: Path) -> dict | None:
 
 
 def wall_minutes(run: Path) -> str:
+    """Training time of a run: the span of each TensorBoard log it wrote (one per start, so the time between a
+    stop and its --resume is not counted); without logs, from its config to its final weights."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    seconds = 0.0
+    for events in sorted((run / "tb").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        times = [e.wall_time for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag)]
+        seconds += max(times) - min(times) if times else 0.0
     start, end = run / "config.yaml", run / "final"
-    if not (start.exists() and end.exists()):
+    if not seconds and start.exists() and end.exists():
+        seconds = end.stat().st_mtime - start.stat().st_mtime
+    if not seconds or not end.exists():
         return "?"
-    minutes = (end.stat().st_mtime - start.stat().st_mtime) / 60
-    return f"{minutes:.0f} min" if minutes >= 0.5 else "under 1 min"
+    return f"{seconds / 60:.0f} min" if seconds >= 30 else "under 1 min"
 
 
 def last_eval(run: Path) -> dict:
@@ -78,9 +89,11 @@ def measured(args) -> dict:
                    "clip_trained": f"{sum(p.numel() for p in clip.parameters() if p.requires_grad) / 1e6:.1f} M",
                    "prior_params": f"{count(pipe.prior) / 1e6:.2f} M",
                    "decoder_params": f"{count(pipe.decoder) / 1e6:.1f} M"})
-    for key, run in (("clip_time", args.clip_run), ("prior_time", args.prior_run), ("decoder_time", args.decoder_run)):
-        if wall_minutes(Path(run)) != "?":
-            values[key] = wall_minutes(Path(run))
+    for key, runs in (("clip_time", args.clip_run), ("prior_time", [args.prior_run]),
+                      ("decoder_time", [args.decoder_run])):
+        times = [wall_minutes(Path(run)) for run in runs]
+        if "?" not in times:
+            values[key] = " + ".join(times)
     zs, rt, gen = (load(evals / f"{name}.json") for name in ("zeroshot", "retrieval", "generation"))
     if zs and rt:
         values["zeroshot_table"] = zeroshot_table(zs, rt)
@@ -101,7 +114,8 @@ def measured(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clip-run", required=True, help="the run of the shipped CLIP (its wall time)")
+    parser.add_argument("--clip-run", required=True, nargs="+",
+                        help="the run(s) of the shipped CLIP (their wall times; a soup's runs in order)")
     parser.add_argument("--prior-run", default="runs/prior", help="the run of the shipped prior")
     parser.add_argument("--decoder-run", default="runs/decoder", help="the run of the shipped decoder")
     parser.add_argument("--finetune-run", default="runs/finetune-fashion", help="the fine-tuning report's run")

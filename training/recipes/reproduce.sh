@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 13.5 hours, the decoder's six runs included (`device: auto`
+# can be stopped and started again. On 2 cores about 15.5 hours, the decoder's six runs included (`device: auto`
 # uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,8 +16,8 @@ if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive
 python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
-# 1. the CLIP pair: CLIP v5 (the shipped one, for tagging and the pipeline), CLIP v2 and v3 (the ones v5 was measured
-#    against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
+# 1. the CLIP pair: CLIP v10 (the shipped one, for tagging), CLIP v5 (the pipeline's), CLIP v2 and v3 (the ones v5
+#    was measured against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
@@ -33,6 +33,13 @@ done_ runs/soup-v2-v3 || python3 training/recipes/soup.py $CLIP runs/lit-v3-soup
 # CLIP v5 = one 4,000-step run from the packaged EfficientNet-Lite2 and MiniLM towers with augmentation (lit-v5)
 done_ runs/lit-v5 || mm train clip --config lit-v5 --resume auto
 CLIP_V5=runs/lit-v5/final
+# CLIP v10 (shipped for tagging since 2026-12-06) = the soup of lit-v7-unlock2 (lit-v5 with two layer groups of each
+# tower trained) and its 2,000-step continuation (lit-v10-cont)
+done_ runs/lit-v7-unlock2 || mm train clip --config lit-v7-unlock2 --resume auto
+done_ runs/lit-v10-cont || mm train clip --config lit-v10-cont --resume auto
+done_ runs/soup-v10 || python3 training/recipes/soup.py runs/lit-v10-cont/final runs/lit-v7-unlock2/final \
+    --out runs/soup-v10/final
+CLIP_V10=runs/soup-v10/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
@@ -54,7 +61,7 @@ done_ runs/decoder-v6 || mm train decoder --config decoder-v6 --resume auto
 rm -rf runs/soup-dec-v5-v6 && cp -r runs/decoder-v6/final/pipeline runs/soup-dec-v5-v6 && rm -r runs/soup-dec-v5-v6/decoder
 python3 training/recipes/soup.py runs/decoder-v5-aligned/final/decoder runs/decoder-v6/final/decoder \
     --out runs/soup-dec-v5-v6/decoder
-python3 training/recipes/ship.py --clip $CLIP_V5 --pipeline runs/soup-dec-v5-v6
+python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v5-v6   # the pipeline keeps CLIP v5
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -70,7 +77,7 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-v5 --prior-run runs/prior-v3 --decoder-run runs/decoder-v6 \
-    --out assets/MODEL_CARD.md
+python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v3 \
+    --decoder-run runs/decoder-v6 --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
     --variations-out runs/eval/variations.png
