@@ -122,6 +122,9 @@ def test_a_warm_start_keeps_the_condition_statistics_its_weights_learned(tmp_pat
     assert load_init(fresh, str(tmp_path / "trained"))
     assert fresh.config.condition_mean == trained.config.condition_mean
     assert fresh.config.condition_std == trained.config.condition_std
+    other_clip, _ = create_decoder(decoder_json(tmp_path, "standardised"), 16)  # decoder.restandardise=true
+    assert not load_init(other_clip, str(tmp_path / "trained"), keep_stats=False)  # the run computes its own
+    assert other_clip.config.condition_mean != trained.config.condition_mean
 
 
 def test_condition_statistics_and_warm_starts_refuse_what_cannot_work(tmp_path):

@@ -98,6 +98,7 @@ class DecoderSection:
     guidance_scale: float = 3.0
     prior: str = ""  # a trained prior folder: used for the sample grids and to assemble the pipeline
     init: str = ""  # a trained decoder folder (RUN_DIR/final/decoder) to start from; empty = random init
+    restandardise: bool = False  # with init trained on another CLIP: standardise the condition on this run's CLIP
     base: str = ""  # upsampler runs: the pipeline whose decoder it doubles; final/pipeline = it + this upsampler
 
 

@@ -59,9 +59,10 @@ def load_cache(clip: LazyClip, spec: str, cache_dir: str, run_dir: str, name: st
     return load_or_build(clip, spec, cache_dir or Path(run_dir) / "cache", name, image_size)
 
 
-def load_init(unet, folder: str) -> bool:
+def load_init(unet, folder: str, keep_stats: bool = True) -> bool:
     """Start from a trained decoder's weights (RUN_DIR/final/decoder): a warm start with a fresh optimizer.
-    True if it also brought the condition statistics its weights were trained with. A 3-channel decoder can start
+    True if it also brought the condition statistics its weights were trained with (not with keep_stats=False: a
+    warm start on another CLIP's embeddings, which the run then standardises afresh). A 3-channel decoder can start
     a 6-channel one (a retrieval decoder): the new input channels start at zero weights, so the warm start first
     computes what the trained decoder did and learns to use the image beside it (as inpainting UNets are made)."""
     try:
@@ -77,7 +78,7 @@ def load_init(unet, folder: str) -> bool:
         unet.load_state_dict(weights)
         if ("condition_mean" in trained.config) != ("condition_mean" in unet.config):
             raise ValueError("one of the two standardises its condition (condition_norm) and the other does not")
-        inherited = "condition_mean" in trained.config
+        inherited = "condition_mean" in trained.config and keep_stats
         if inherited:
             unet.register_to_config(condition_mean=trained.config.condition_mean,
                                     condition_std=trained.config.condition_std)
@@ -192,7 +193,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         seed_everything(cfg.seed + info.rank)
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
         check_base(unet, section)
-        inherited = load_init(unet, section.init) if section.init else False
+        inherited = load_init(unet, section.init, not section.restandardise) if section.init else False
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
         bank, neighbours = neighbour_bank(unet, section, cache)
