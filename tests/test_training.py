@@ -214,6 +214,34 @@ def test_compare_zeroshot_paired_rule(tmp_path):
     assert "no per-image hits" in judge_zeroshot(base, unpaired, "--paired").stderr
 
 
+def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
+    """Decoder v8's rule from two eval_pipeline.sh folders: within one prompt or image of the baseline's shares,
+    and the copy-distance floor."""
+    def folder(name: str, seed0: int, text: float, recon: float, copy: float) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        (out / "grid.txt").write_text(f"everyday prompts re-tagged right (seed 0): {seed0} of 12\n"
+                                      "everyday prompts re-tagged right over 4 seeds: 38 of 48\n")
+        results = [{"guidance_scale": g, "num_prompts": 64, "retag_accuracy": text, "retag_accuracy_real": 0.7,
+                    "copy_distance": copy} for g in (3.0, 8.0)]
+        recon_rows = [{"guidance_scale": 3.0, "recon_retag_accuracy": recon, "recon_retag_accuracy_real_at_size": 0.4,
+                       "num_images": 64}]
+        (out / "generation.json").write_text(json.dumps({"results": results, "decoder_diagnostics": recon_rows}))
+        return out
+
+    def judge(candidate: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_pipelines.py"), str(base),
+                               str(candidate)], capture_output=True, text=True, timeout=60)
+
+    base = folder("base", seed0=10, text=0.5, recon=0.2, copy=0.11)
+    assert judge(folder("same", seed0=9, text=0.5 - 1 / 64, recon=0.2 - 1 / 64, copy=0.104)).returncode == 0
+    fewer = judge(folder("fewer", seed0=8, text=0.6, recon=0.3, copy=0.12))  # two fewer everyday prompts
+    assert fewer.returncode == 1 and "(1) everyday at seed 0: 10 -> 8  FAILS" in fewer.stdout
+    copies = judge(folder("copies", seed0=10, text=0.6, recon=0.3, copy=0.1))
+    assert copies.returncode == 1 and "(5) copy distance: 0.1100 -> 0.1000  FAILS" in copies.stdout
+    assert "run training/recipes/eval_pipeline.sh" in judge(tmp_path / "missing").stderr
+
+
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):
     """A CLIP that trained MiniLM's last two layers averages with one that trained the last one only, if it comes
     first: the soup keeps the second-last layer, half packaged and half trained."""

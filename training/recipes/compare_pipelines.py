@@ -1,0 +1,66 @@
+"""Judge a text-to-image pipeline against the shipped one by decoder v8's rule (recipes README), from the folders
+`eval_pipeline.sh` wrote for each:
+
+    python training/recipes/compare_pipelines.py runs/eval-v6-judge10 runs/eval-v8
+
+(1) everyday prompts at seed 0 at least the baseline's less one, over the four seeds at least its less two;
+(2) text re-tag at guidance 8 as a share of its own real images' re-tag at least the baseline's share less one prompt;
+(3) reconstruction re-tag at guidance 3 as a share of the real images fitted to the output size at least the
+baseline's share less one image; (5) copy distance at least --copy-floor at guidance 3 and 8. (4), the grid a person
+recognises, is judged by eye. Exit status 0 when (1)-(3) and (5) pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def figures(folder: Path) -> dict:
+    """The rule's figures from one eval_pipeline.sh folder (grid.txt and generation.json)."""
+    try:
+        report = json.loads((folder / "generation.json").read_text())
+        text = (folder / "grid.txt").read_text()
+    except OSError as error:
+        sys.exit(f"compare_pipelines.py: {error}; run training/recipes/eval_pipeline.sh PIPELINE {folder} first")
+    results = {r["guidance_scale"]: r for r in report["results"]}
+    recon = {r["guidance_scale"]: r for r in report.get("decoder_diagnostics", []) if "recon_retag_accuracy" in r}
+    if not ({3.0, 8.0} <= set(results) and 3.0 in recon):
+        sys.exit(f"compare_pipelines.py: {folder} has no guidance 3 and 8 results with --reconstruction")
+    return {"seed0": int(re.search(r"right \(seed 0\): (\d+)", text).group(1)),
+            "seeds4": int(re.search(r"over 4 seeds: (\d+)", text).group(1)),
+            "text": results[8.0]["retag_accuracy"], "text_real": results[8.0]["retag_accuracy_real"],
+            "prompts": results[8.0]["num_prompts"], "recon": recon[3.0]["recon_retag_accuracy"],
+            "recon_real": recon[3.0]["recon_retag_accuracy_real_at_size"], "images": recon[3.0]["num_images"],
+            "copy": min(results[3.0]["copy_distance"], results[8.0]["copy_distance"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("baseline", type=Path, help="eval_pipeline.sh folder of the shipped pipeline")
+    parser.add_argument("candidate", type=Path, help="eval_pipeline.sh folder of the candidate")
+    parser.add_argument("--copy-floor", type=float, default=0.104, help="lowest copy distance allowed")
+    args = parser.parse_args()
+    b, c = figures(args.baseline), figures(args.candidate)
+    share = {name: (f["text"] / f["text_real"], f["recon"] / f["recon_real"]) for name, f in (("b", b), ("c", c))}
+    checks = [
+        (f"(1) everyday at seed 0: {b['seed0']} -> {c['seed0']}", c["seed0"] >= b["seed0"] - 1),
+        (f"(1) everyday over 4 seeds: {b['seeds4']} -> {c['seeds4']}", c["seeds4"] >= b["seeds4"] - 2),
+        (f"(2) text re-tag share: {share['b'][0]:.3f} -> {share['c'][0]:.3f}",
+         share["c"][0] >= share["b"][0] - 1 / c["prompts"] / c["text_real"]),
+        (f"(3) reconstruction re-tag share: {share['b'][1]:.3f} -> {share['c'][1]:.3f}",
+         share["c"][1] >= share["b"][1] - 1 / c["images"] / c["recon_real"]),
+        (f"(5) copy distance: {b['copy']:.4f} -> {c['copy']:.4f}", c["copy"] >= args.copy_floor),
+    ]
+    for line, passed in checks:
+        print(f"{line}  {'passes' if passed else 'FAILS'}")
+    passes = all(passed for _, passed in checks)
+    print(f"(1)-(3), (5): the rule {'passes' if passes else 'fails'}; (4), the grid, by eye")
+    return 0 if passes else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
