@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 
 def sign_test(wins: int, losses: int) -> float:
-    """P(at least `wins` of the wins + losses discordant images go the candidate's way | no difference)."""
-    n = wins + losses
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+    """P(at least `wins` of the wins + losses discordant images go the candidate's way | no difference): the exact
+    McNemar test, one-sided."""
+    from scipy.stats import binomtest
+
+    return binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
 
 
 def discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
