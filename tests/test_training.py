@@ -167,9 +167,13 @@ def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
         load_config("tiny-ci", ["optim.tower_lr_scale=0"])
 
 
+def run_recipe(script: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "training/recipes" / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
 def judge_zeroshot(base: Path, candidate: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_zeroshot.py"), *flags, str(base),
-                           str(candidate)], capture_output=True, text=True, timeout=60)
+    return run_recipe("compare_zeroshot.py", *flags, base, candidate)
 
 
 def test_compare_zeroshot_applies_the_shipping_rule(tmp_path):
@@ -230,8 +234,7 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
         return out
 
     def judge(candidate: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "training/recipes/compare_pipelines.py"), str(base),
-                               str(candidate)], capture_output=True, text=True, timeout=60)
+        return run_recipe("compare_pipelines.py", base, candidate)
 
     base = folder("base", seed0=10, text=0.5, recon=0.2, copy=0.11)
     assert judge(folder("same", seed0=9, text=0.5 - 1 / 64, recon=0.2 - 1 / 64, copy=0.104)).returncode == 0

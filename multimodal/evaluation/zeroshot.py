@@ -11,8 +11,10 @@ from multimodal.evaluation.embed import EmbeddedSet, embed_set
 from multimodal.prompts import DEFAULT_TEMPLATES
 
 
-def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames: Sequence[str]) -> dict:
-    """scores [N, C], targets [N] -> top-1, top-5 and per-class recall."""
+def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames: Sequence[str],
+                         keys: Sequence[str] | None = None) -> dict:
+    """scores [N, C], targets [N] -> top-1, top-5 and per-class recall; with the samples' keys also `top1_hits`,
+    each key's 1 or 0 (for paired comparisons of two models)."""
     k = min(5, scores.shape[1])
     topk = scores.topk(k, dim=1).indices
     hit1 = topk[:, 0] == targets
@@ -22,8 +24,11 @@ def accuracy_from_scores(scores: torch.Tensor, targets: torch.Tensor, classnames
         mask = targets == c
         if mask.any():
             recall[name] = hit1[mask].float().mean().item()
-    return {"top1": hit1.float().mean().item(), "top5": hit5.float().mean().item(), "num_samples": len(targets),
-            "num_classes": len(classnames), "per_class_recall": recall}
+    metrics = {"top1": hit1.float().mean().item(), "top5": hit5.float().mean().item(), "num_samples": len(targets),
+               "num_classes": len(classnames), "per_class_recall": recall}
+    if keys is not None:
+        metrics["top1_hits"] = dict(zip(keys, hit1.int().tolist()))
+    return metrics
 
 
 def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
@@ -42,7 +47,4 @@ def zeroshot_metrics(model, data=None, *, embedded: EmbeddedSet | None = None,
     targets = torch.tensor([index[embedded.labels[i]] for i in labelled])
     classifier = model.zero_shot_classifier(classnames, templates, autocast=autocast).cpu()
     scores = embedded.image_features[labelled] @ classifier.T
-    metrics = accuracy_from_scores(scores, targets, classnames)
-    hits = (scores.argmax(dim=1) == targets).int().tolist()
-    metrics["top1_hits"] = {embedded.keys[i]: hit for i, hit in zip(labelled, hits)}  # for paired comparisons
-    return metrics
+    return accuracy_from_scores(scores, targets, classnames, keys=[embedded.keys[i] for i in labelled])
