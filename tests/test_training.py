@@ -220,12 +220,14 @@ def test_compare_zeroshot_paired_rule(tmp_path):
 
 def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     """Decoder v8's rule from two eval_pipeline.sh folders: within one prompt or image of the baseline's shares,
-    and the copy-distance floor."""
-    def folder(name: str, seed0: int, text: float, recon: float, copy: float) -> Path:
+    and the copy-distance floor; over twelve seeds, v10's everyday rule instead of seed 0's."""
+    def folder(name: str, seed0: int, text: float, recon: float, copy: float, seeds: int = 4,
+               everyday: int = 38) -> Path:
         out = tmp_path / name
         out.mkdir()
         (out / "grid.txt").write_text(f"everyday prompts re-tagged right (seed 0): {seed0} of 12\n"
-                                      "everyday prompts re-tagged right over 4 seeds: 38 of 48\n")
+                                      f"everyday prompts re-tagged right over {seeds} seeds: {everyday} of "
+                                      f"{12 * seeds}\n")
         results = [{"guidance_scale": g, "num_prompts": 64, "retag_accuracy": text, "retag_accuracy_real": 0.7,
                     "copy_distance": copy} for g in (3.0, 8.0)]
         recon_rows = [{"guidance_scale": 3.0, "recon_retag_accuracy": recon, "recon_retag_accuracy_real_at_size": 0.4,
@@ -243,6 +245,11 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     copies = judge(folder("copies", seed0=10, text=0.6, recon=0.3, copy=0.1))
     assert copies.returncode == 1 and "(5) copy distance: 0.1100 -> 0.1000  FAILS" in copies.stdout
     assert "run training/recipes/eval_pipeline.sh" in judge(tmp_path / "missing").stderr
+    base = folder("base12", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110)
+    assert judge(folder("seed0-low", seed0=7, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=106)).returncode == 0
+    lower = judge(folder("lower12", seed0=11, text=0.6, recon=0.3, copy=0.12, seeds=12, everyday=105))
+    assert lower.returncode == 1 and "(1) everyday over 12 seeds: 110 -> 105  FAILS" in lower.stdout
+    assert "same SEEDS" in judge(folder("four", seed0=11, text=0.5, recon=0.2, copy=0.11)).stderr
 
 
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):

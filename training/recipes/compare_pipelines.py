@@ -1,9 +1,11 @@
-"""Judge a text-to-image pipeline against the shipped one by decoder v8's rule (recipes README), from the folders
-`eval_pipeline.sh` wrote for each:
+"""Judge a text-to-image pipeline against the shipped one by decoder v8's rule, or v10's where the folders scored the
+everyday prompts over twelve seeds or more (recipes README), from the folders `eval_pipeline.sh` wrote for each:
 
     python training/recipes/compare_pipelines.py runs/eval-v6-judge10 runs/eval-v8
+    python training/recipes/compare_pipelines.py runs/eval-v6-12seeds runs/eval-v10soup   # SEEDS=12 eval_pipeline.sh
 
-(1) everyday prompts at seed 0 at least the baseline's less one, over the four seeds at least its less two;
+(1) everyday prompts, over four seeds: at seed 0 at least the baseline's less one, over the four at least its less
+two; over N >= 12 seeds (both folders the same N): over all of them at least the baseline's less N / 3;
 (2) text re-tag at guidance 8 as a share of its own real images' re-tag at least the baseline's share less one prompt;
 (3) reconstruction re-tag at guidance 3 as a share of the real images fitted to the output size at least the
 baseline's share less one image; (5) copy distance at least --copy-floor at guidance 3 and 8. (4), the grid a person
@@ -31,7 +33,8 @@ def figures(folder: Path) -> dict:
     if not ({3.0, 8.0} <= set(results) and 3.0 in recon):
         sys.exit(f"compare_pipelines.py: {folder} has no guidance 3 and 8 results with --reconstruction")
     return {"seed0": int(re.search(r"right \(seed 0\): (\d+)", text).group(1)),
-            "seeds4": int(re.search(r"over 4 seeds: (\d+)", text).group(1)),
+            "seeds": int(re.search(r"over (\d+) seeds: ", text).group(1)),
+            "everyday": int(re.search(r"over \d+ seeds: (\d+)", text).group(1)),
             "text": results[8.0]["retag_accuracy"], "text_real": results[8.0]["retag_accuracy_real"],
             "prompts": results[8.0]["num_prompts"], "recon": recon[3.0]["recon_retag_accuracy"],
             "recon_real": recon[3.0]["recon_retag_accuracy_real_at_size"], "images": recon[3.0]["num_images"],
@@ -46,9 +49,15 @@ def main() -> int:
     args = parser.parse_args()
     b, c = figures(args.baseline), figures(args.candidate)
     share = {name: (f["text"] / f["text_real"], f["recon"] / f["recon_real"]) for name, f in (("b", b), ("c", c))}
-    checks = [
+    if b["seeds"] != c["seeds"]:
+        sys.exit(f"compare_pipelines.py: the everyday prompts were scored over {b['seeds']} seeds for the baseline "
+                 f"and {c['seeds']} for the candidate; run both with the same SEEDS")
+    over = f"(1) everyday over {c['seeds']} seeds: {b['everyday']} -> {c['everyday']}"
+    everyday = [(over, c["everyday"] >= b["everyday"] - c["seeds"] // 3)] if c["seeds"] >= 12 else [
         (f"(1) everyday at seed 0: {b['seed0']} -> {c['seed0']}", c["seed0"] >= b["seed0"] - 1),
-        (f"(1) everyday over 4 seeds: {b['seeds4']} -> {c['seeds4']}", c["seeds4"] >= b["seeds4"] - 2),
+        (over, c["everyday"] >= b["everyday"] - 2)]
+    checks = [
+        *everyday,
         (f"(2) text re-tag share: {share['b'][0]:.3f} -> {share['c'][0]:.3f}",
          share["c"][0] >= share["b"][0] - 1 / c["prompts"] / c["text_real"]),
         (f"(3) reconstruction re-tag share: {share['b'][1]:.3f} -> {share['c'][1]:.3f}",
