@@ -222,17 +222,18 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     """Decoder v8's rule from two eval_pipeline.sh folders: within one prompt or image of the baseline's shares,
     and the copy-distance floor; over twelve seeds, v10's everyday rule instead of seed 0's."""
     def folder(name: str, seed0: int, text: float, recon: float, copy: float, seeds: int = 4,
-               everyday: int = 38) -> Path:
+               everyday: int = 38, judge: str = "the pipeline's CLIP", real: float = 0.7) -> Path:
         out = tmp_path / name
         out.mkdir()
         (out / "grid.txt").write_text(f"everyday prompts re-tagged right (seed 0): {seed0} of 12\n"
                                       f"everyday prompts re-tagged right over {seeds} seeds: {everyday} of "
                                       f"{12 * seeds}\n")
-        results = [{"guidance_scale": g, "num_prompts": 64, "retag_accuracy": text, "retag_accuracy_real": 0.7,
+        results = [{"guidance_scale": g, "num_prompts": 64, "retag_accuracy": text, "retag_accuracy_real": real,
                     "copy_distance": copy} for g in (3.0, 8.0)]
         recon_rows = [{"guidance_scale": 3.0, "recon_retag_accuracy": recon, "recon_retag_accuracy_real_at_size": 0.4,
                        "num_images": 64}]
-        (out / "generation.json").write_text(json.dumps({"results": results, "decoder_diagnostics": recon_rows}))
+        (out / "generation.json").write_text(json.dumps({"judge": judge, "results": results,
+                                                         "decoder_diagnostics": recon_rows}))
         return out
 
     def judge(candidate: Path) -> subprocess.CompletedProcess:
@@ -250,6 +251,18 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     lower = judge(folder("lower12", seed0=11, text=0.6, recon=0.3, copy=0.12, seeds=12, everyday=105))
     assert lower.returncode == 1 and "(1) everyday over 12 seeds: 110 -> 105  FAILS" in lower.stdout
     assert "same SEEDS" in judge(folder("four", seed0=11, text=0.5, recon=0.2, copy=0.11)).stderr
+    # each by its own CLIP, the same 31 of 64 re-tags fail against a better real figure; by one judge they pass
+    base = folder("own", seed0=11, text=31 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110, real=0.672)
+    assert "FAILS" in judge(folder("own-c", seed0=11, text=31 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110,
+                                   real=0.703)).stdout
+    base = folder("one", seed0=11, text=31 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110, judge="runs/v10")
+    same = judge(folder("one-c", seed0=11, text=30 / 64, recon=0.2 - 1 / 64, copy=0.11, seeds=12, everyday=110,
+                        judge="runs/v10"))
+    assert same.returncode == 0 and "(2) text re-tag: 0.484 -> 0.469  passes" in same.stdout
+    assert judge(folder("one-low", seed0=11, text=29 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110,
+                        judge="runs/v10")).returncode == 1
+    assert "judge both the same way" in judge(folder("mixed", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12,
+                                                     everyday=110)).stderr
 
 
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):

@@ -8,8 +8,10 @@ everyday prompts over twelve seeds or more (recipes README), from the folders `e
 two; over N >= 12 seeds (both folders the same N): over all of them at least the baseline's less N / 3;
 (2) text re-tag at guidance 8 as a share of its own real images' re-tag at least the baseline's share less one prompt;
 (3) reconstruction re-tag at guidance 3 as a share of the real images fitted to the output size at least the
-baseline's share less one image; (5) copy distance at least --copy-floor at guidance 3 and 8. (4), the grid a person
-recognises, is judged by eye. Exit status 0 when (1)-(3) and (5) pass.
+baseline's share less one image; where one judge scored both (`JUDGE=... eval_pipeline.sh`, decoder v11's rule),
+(2) and (3) compare the re-tags themselves, at least the baseline's less one prompt or image; (5) copy distance at
+least --copy-floor at guidance 3 and 8. (4), the grid a person recognises, is judged by eye.
+Exit status 0 when (1)-(3) and (5) pass.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+OWN_CLIP = "the pipeline's CLIP"  # what `eval generation` writes as the judge without --judge
 
 
 def figures(folder: Path) -> dict:
@@ -32,7 +36,7 @@ def figures(folder: Path) -> dict:
     recon = {r["guidance_scale"]: r for r in report.get("decoder_diagnostics", []) if "recon_retag_accuracy" in r}
     if not ({3.0, 8.0} <= set(results) and 3.0 in recon):
         sys.exit(f"compare_pipelines.py: {folder} has no guidance 3 and 8 results with --reconstruction")
-    return {"seed0": int(re.search(r"right \(seed 0\): (\d+)", text).group(1)),
+    return {"judge": report["judge"], "seed0": int(re.search(r"right \(seed 0\): (\d+)", text).group(1)),
             "seeds": int(re.search(r"over (\d+) seeds: ", text).group(1)),
             "everyday": int(re.search(r"over \d+ seeds: (\d+)", text).group(1)),
             "text": results[8.0]["retag_accuracy"], "text_real": results[8.0]["retag_accuracy_real"],
@@ -48,20 +52,27 @@ def main() -> int:
     parser.add_argument("--copy-floor", type=float, default=0.104, help="lowest copy distance allowed")
     args = parser.parse_args()
     b, c = figures(args.baseline), figures(args.candidate)
-    share = {name: (f["text"] / f["text_real"], f["recon"] / f["recon_real"]) for name, f in (("b", b), ("c", c))}
+    if b["judge"] != c["judge"]:
+        sys.exit(f"compare_pipelines.py: judged by {b['judge']} and by {c['judge']}; judge both the same way")
     if b["seeds"] != c["seeds"]:
         sys.exit(f"compare_pipelines.py: the everyday prompts were scored over {b['seeds']} seeds for the baseline "
                  f"and {c['seeds']} for the candidate; run both with the same SEEDS")
+    # each pipeline judged by its own CLIP: re-tags as shares of its own real images'; one judge: the re-tags
+    shares = b["judge"] == OWN_CLIP
+    what = " share" if shares else ""
+    text = {k: f["text"] / (f["text_real"] if shares else 1) for k, f in (("b", b), ("c", c))}
+    recon = {k: f["recon"] / (f["recon_real"] if shares else 1) for k, f in (("b", b), ("c", c))}
+    one_prompt = 1 / c["prompts"] / (c["text_real"] if shares else 1)
+    one_image = 1 / c["images"] / (c["recon_real"] if shares else 1)
     over = f"(1) everyday over {c['seeds']} seeds: {b['everyday']} -> {c['everyday']}"
     everyday = [(over, c["everyday"] >= b["everyday"] - c["seeds"] // 3)] if c["seeds"] >= 12 else [
         (f"(1) everyday at seed 0: {b['seed0']} -> {c['seed0']}", c["seed0"] >= b["seed0"] - 1),
         (over, c["everyday"] >= b["everyday"] - 2)]
     checks = [
         *everyday,
-        (f"(2) text re-tag share: {share['b'][0]:.3f} -> {share['c'][0]:.3f}",
-         share["c"][0] >= share["b"][0] - 1 / c["prompts"] / c["text_real"]),
-        (f"(3) reconstruction re-tag share: {share['b'][1]:.3f} -> {share['c'][1]:.3f}",
-         share["c"][1] >= share["b"][1] - 1 / c["images"] / c["recon_real"]),
+        (f"(2) text re-tag{what}: {text['b']:.3f} -> {text['c']:.3f}", text["c"] >= text["b"] - one_prompt - 1e-9),
+        (f"(3) reconstruction re-tag{what}: {recon['b']:.3f} -> {recon['c']:.3f}",
+         recon["c"] >= recon["b"] - one_image - 1e-9),
         (f"(5) copy distance: {b['copy']:.4f} -> {c['copy']:.4f}", c["copy"] >= args.copy_floor),
     ]
     for line, passed in checks:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The commands that decoder v4, v5 and v6 are judged by, for one pipeline folder (about 1 min on 2 cores):
-#   [SEEDS=12] bash training/recipes/eval_pipeline.sh PIPELINE OUT_DIR
-# the sample grid, the everyday score over $SEEDS seeds (4 unless set; decoder v10's rule asks 12), variations, and eval generation on 64 held-out emoji captions
-# with reconstruction, condition sensitivity and (for a retrieval decoder) neighbour use.
+#   [SEEDS=12] [JUDGE=runs/soup-v10/final] bash training/recipes/eval_pipeline.sh PIPELINE OUT_DIR
+# the sample grid, the everyday score over $SEEDS seeds (4 unless set; decoder v10's rule asks 12), the variations,
+# and eval generation on 64 held-out emoji captions with reconstruction, condition sensitivity and (for a retrieval
+# decoder) neighbour use. JUDGE (a CLIP) scores the everyday images and the generation metrics; unset, the shipped
+# tagger scores the everyday images and the pipeline's own CLIP the metrics.
 set -euo pipefail
-P=$1; OUT=$2; SEEDS=${SEEDS:-4}; mkdir -p "$OUT"
+P=$1; OUT=$2; SEEDS=${SEEDS:-4}; JUDGE=${JUDGE:-}; mkdir -p "$OUT"
 python training/recipes/sample_grid.py --pipeline "$P" --out "$OUT/grid.png" --everyday-out "$OUT/everyday.png" \
-    --variations-out "$OUT/variations.png" --seeds "$SEEDS" 2>&1 | grep -v "it/s\]" | tee "$OUT/grid.txt"
+    --variations-out "$OUT/variations.png" --seeds "$SEEDS" ${JUDGE:+--judge "$JUDGE"} 2>&1 | grep -v "it/s\]" | tee "$OUT/grid.txt"
 multimodal eval generation --model "$P" --data emoji=data/corpus/emoji/eval --num-prompts 64 --steps 20 \
-    --guidance 3,8 --reconstruction --sensitivity --grid-dir "$OUT/grids" --out "$OUT/generation.json" 2>&1 | grep -v "it/s\]" | tail -40
+    --guidance 3,8 ${JUDGE:+--judge "$JUDGE"} --reconstruction --sensitivity --grid-dir "$OUT/grids" --out "$OUT/generation.json" 2>&1 | grep -v "it/s\]" | tail -40
