@@ -90,7 +90,7 @@ def measured(args) -> dict:
                    "prior_params": f"{count(pipe.prior) / 1e6:.2f} M",
                    "decoder_params": f"{count(pipe.decoder) / 1e6:.1f} M"})
     for key, runs in (("clip_time", args.clip_run), ("prior_time", [args.prior_run]),
-                      ("decoder_time", [args.decoder_run])):
+                      ("decoder_time", args.decoder_run)):
         times = [wall_minutes(Path(run)) for run in runs]
         if "?" not in times:
             values[key] = " + ".join(times)
@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--clip-run", required=True, nargs="+",
                         help="the run(s) of the shipped CLIP (their wall times; a soup's runs in order)")
     parser.add_argument("--prior-run", default="runs/prior", help="the run of the shipped prior")
-    parser.add_argument("--decoder-run", default="runs/decoder", help="the run of the shipped decoder")
+    parser.add_argument("--decoder-run", default=["runs/decoder"], nargs="+",
+                        help="the run(s) of the shipped decoder (their wall times, in order)")
     parser.add_argument("--finetune-run", default="runs/finetune-fashion", help="the fine-tuning report's run")
     parser.add_argument("--evals", default="runs/eval", help="zeroshot.json, retrieval.json, generation.json")
     parser.add_argument("--photos", default="runs/eval/photos.txt", help="`multimodal tag` output on the examples")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 15.5 hours, the decoder's six runs included (`device: auto`
+# can be stopped and started again. On 2 cores about 18.5 hours, the decoders' ten runs included (`device: auto`
 # uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,10 +58,24 @@ done_ runs/decoder-v4 || mm train decoder --config decoder-v4 --resume auto
 done_ runs/decoder-v5 || mm train decoder --config decoder-v5 --resume auto
 done_ runs/decoder-v5-aligned || mm train decoder --config decoder-v5-aligned --resume auto
 done_ runs/decoder-v6 || mm train decoder --config decoder-v6 --resume auto
-rm -rf runs/soup-dec-v5-v6 && cp -r runs/decoder-v6/final/pipeline runs/soup-dec-v5-v6 && rm -r runs/soup-dec-v5-v6/decoder
-python3 training/recipes/soup.py runs/decoder-v5-aligned/final/decoder runs/decoder-v6/final/decoder \
-    --out runs/soup-dec-v5-v6/decoder
-python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v5-v6   # the pipeline keeps CLIP v5
+# soup_pipeline OUT RUN START: RUN's pipeline with its decoder replaced by the uniform soup of START and RUN's decoder
+soup_pipeline() {
+    rm -rf "$1" && cp -r "$2/final/pipeline" "$1" && rm -r "$1/decoder"
+    python3 training/recipes/soup.py "$3" "$2/final/decoder" --out "$1/decoder"
+}
+soup_pipeline runs/soup-dec-v5-v6 runs/decoder-v6 runs/decoder-v5-aligned/final/decoder   # decoder v6 (CLIP v5)
+# decoders v8-v11 move the pipeline onto CLIP v10: prior v4 (~30 min, it builds data/cache-v10); v8, the v6 soup
+# trained 12,000 steps on CLIP v10 (~60 min); v9, 4,000 more with fewer self-copies, souped with v8 (~20 min); v10 and
+# v11, 6,000 more each from the last soup with another seed, each souped with its start (~30 min each).
+done_ runs/prior-v4 || mm train prior --config prior-v4 --resume auto
+done_ runs/decoder-v8 || mm train decoder --config decoder-v8 --resume auto
+done_ runs/decoder-v9 || mm train decoder --config decoder-v9 --resume auto
+soup_pipeline runs/soup-dec-v8-v9 runs/decoder-v9 runs/decoder-v8/final/decoder
+done_ runs/decoder-v10 || mm train decoder --config decoder-v10 --resume auto
+soup_pipeline runs/soup-dec-v10 runs/decoder-v10 runs/soup-dec-v8-v9/decoder
+done_ runs/decoder-v11 || mm train decoder --config decoder-v11 --resume auto
+soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder   # decoder v11: what ships
+python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v11
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -77,7 +91,7 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v3 \
-    --decoder-run runs/decoder-v6 --out assets/MODEL_CARD.md
+python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v4 \
+    --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
     --variations-out runs/eval/variations.png
