@@ -251,6 +251,7 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     lower = judge(folder("lower12", seed0=11, text=0.6, recon=0.3, copy=0.12, seeds=12, everyday=105))
     assert lower.returncode == 1 and "(1) everyday over 12 seeds: 110 -> 105  FAILS" in lower.stdout
     assert "same SEEDS" in judge(folder("four", seed0=11, text=0.5, recon=0.2, copy=0.11)).stderr
+    assert "SEEDS=12" in judge(folder("eight", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=8)).stderr
     # each by its own CLIP, the same 31 of 64 re-tags fail against a better real figure; by one judge they pass
     base = folder("own", seed0=11, text=31 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110, real=0.672)
     assert "FAILS" in judge(folder("own-c", seed0=11, text=31 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110,
@@ -509,3 +510,5 @@ def test_ship_stores_the_pipelines_clip_once_and_keeps_it_when_a_new_clip_ships(
     (builtin / "clip.new").rename(builtin / "clip")  # another CLIP ships for tagging
     assert not link.is_symlink() and mm.from_pretrained(link).fingerprint() == first.fingerprint()
     assert not ship.share_pipeline_clip(tmp_path) and not link.is_symlink()
+    link.rename(link.with_name(".clip.old"))  # a ship killed mid-swap: the next one puts the folder back first
+    assert not ship.share_pipeline_clip(tmp_path) and mm.from_pretrained(link).fingerprint() == first.fingerprint()

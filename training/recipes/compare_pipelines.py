@@ -36,9 +36,12 @@ def figures(folder: Path) -> dict:
     recon = {r["guidance_scale"]: r for r in report.get("decoder_diagnostics", []) if "recon_retag_accuracy" in r}
     if not ({3.0, 8.0} <= set(results) and 3.0 in recon):
         sys.exit(f"compare_pipelines.py: {folder} has no guidance 3 and 8 results with --reconstruction")
+    everyday = re.search(r"over (\d+) seeds: (\d+)", text)
+    if not everyday or not (int(everyday.group(1)) == 4 or int(everyday.group(1)) >= 12):
+        sys.exit(f"compare_pipelines.py: {folder / 'grid.txt'} has no everyday score over 4 or 12 or more seeds; "
+                 "run eval_pipeline.sh with SEEDS=4 or SEEDS=12")
     return {"judge": report["judge"], "seed0": int(re.search(r"right \(seed 0\): (\d+)", text).group(1)),
-            "seeds": int(re.search(r"over (\d+) seeds: ", text).group(1)),
-            "everyday": int(re.search(r"over \d+ seeds: (\d+)", text).group(1)),
+            "seeds": int(everyday.group(1)), "everyday": int(everyday.group(2)),
             "text": results[8.0]["retag_accuracy"], "text_real": results[8.0]["retag_accuracy_real"],
             "prompts": results[8.0]["num_prompts"], "recon": recon[3.0]["recon_retag_accuracy"],
             "recon_real": recon[3.0]["recon_retag_accuracy_real_at_size"], "images": recon[3.0]["num_images"],

@@ -16,8 +16,8 @@ if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive
 python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
-# 1. the CLIP pair: CLIP v10 (the shipped one, for tagging), CLIP v5 (the pipeline's), CLIP v2 and v3 (the ones v5
-#    was measured against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
+# 1. the CLIP pair: CLIP v10 (the shipped one, for tagging and the pipeline), CLIP v5 (decoder v6's, where the
+#    pipeline's history starts), CLIP v2 and v3 (the ones v5 was measured against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
@@ -43,7 +43,7 @@ CLIP_V10=runs/soup-v10/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
-# 2-3. the prior, then the decoder, both conditioned on CLIP v5, assembled into a pipeline (all on the CPU, bf16):
+# 2-3. the prior, then the decoder, first conditioned on CLIP v5, assembled into a pipeline (all on the CPU, bf16):
 #      prior v3 (2 min; it builds data/cache-v5), decoder v3 (67 min), its stage 2 (~2 h), then decoder v4, the
 #      retrieval decoder warm-started from it (~35 min), whose pipeline carries the bank of its training images
 done_ runs/prior-v3 || mm train prior --config prior-v3 --resume auto
@@ -60,7 +60,9 @@ done_ runs/decoder-v5-aligned || mm train decoder --config decoder-v5-aligned --
 done_ runs/decoder-v6 || mm train decoder --config decoder-v6 --resume auto
 # soup_pipeline OUT RUN START: RUN's pipeline with its decoder replaced by the uniform soup of START and RUN's decoder
 soup_pipeline() {
-    rm -rf "$1" && cp -r "$2/final/pipeline" "$1" && rm -r "$1/decoder"
+    rm -rf "$1"
+    cp -r "$2/final/pipeline" "$1"
+    rm -r "$1/decoder"
     python3 training/recipes/soup.py "$3" "$2/final/decoder" --out "$1/decoder"
 }
 soup_pipeline runs/soup-dec-v5-v6 runs/decoder-v6 runs/decoder-v5-aligned/final/decoder   # decoder v6 (CLIP v5)
@@ -94,4 +96,4 @@ mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs
 python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v4 \
     --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
-    --variations-out runs/eval/variations.png
+    --variations-out runs/eval/variations.png --seeds 12   # the everyday score over seeds 0-11 (the card's figure)

@@ -15,6 +15,7 @@ Either part can ship alone.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -45,10 +46,21 @@ def replace(target: Path, write) -> None:
     print(f"wrote {target}", file=sys.stderr)
 
 
+def restore_pipeline_clip(link: Path) -> None:
+    """Undo a swap of the pipeline's clip/ that an earlier run of this script did not finish: the whole folder it
+    left beside (a copy is renamed into place only once complete) goes back into place."""
+    if not link.exists() and not link.is_symlink():
+        for name in (".clip.tmp", ".clip.old"):
+            if link.with_name(name).is_dir():
+                link.with_name(name).rename(link)
+                return
+
+
 def own_pipeline_clip(assets: Path) -> None:
     """Before a new builtin/clip ships: the pipeline's clip/, if a link to builtin/clip, becomes a copy of it, so the
     pipeline keeps the CLIP its prior and decoder were trained on."""
     link = assets / "builtin" / "pipeline" / "clip"
+    restore_pipeline_clip(link)
     if link.is_symlink():
         tmp = link.with_name(".clip.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -57,17 +69,26 @@ def own_pipeline_clip(assets: Path) -> None:
         tmp.rename(link)
 
 
-def share_pipeline_clip(assets: Path) -> bool:
-    """The pipeline's clip/ as a relative link to builtin/clip when both hold the same weights (stored once, not
-    twice); False when they differ."""
+def same_clip(a: Path, b: Path) -> bool:
+    """The same weights and the same config (what loading reads; `_`-keys such as _name_or_path aside)."""
     from multimodal.models import from_pretrained
 
+    config = lambda folder: {k: v for k, v in json.loads((folder / "config.json").read_text()).items()  # noqa: E731
+                             if not k.startswith("_")}
+    return config(a) == config(b) and from_pretrained(a).fingerprint() == from_pretrained(b).fingerprint()
+
+
+def share_pipeline_clip(assets: Path) -> bool:
+    """The pipeline's clip/ as a relative link to builtin/clip when both hold the same CLIP (stored once, not
+    twice); False when they differ."""
     clip, theirs = assets / "builtin" / "clip", assets / "builtin" / "pipeline" / "clip"
+    restore_pipeline_clip(theirs)
     if theirs.is_symlink():
         return True
-    if from_pretrained(clip).fingerprint() != from_pretrained(theirs).fingerprint():
+    if not same_clip(clip, theirs):
         return False
     old = theirs.with_name(".clip.old")
+    shutil.rmtree(old, ignore_errors=True)
     theirs.rename(old)
     theirs.symlink_to(Path("..") / "clip", target_is_directory=True)
     shutil.rmtree(old)
