@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The commands that decoder v4, v5 and v6 are judged by, for one pipeline folder (about 1 min on 2 cores):
+# The commands that decoders v4 to v11 are judged by, for one pipeline folder (1-4 min on 2 cores):
 #   [SEEDS=12] [JUDGE=runs/soup-v10/final] bash training/recipes/eval_pipeline.sh PIPELINE OUT_DIR
 # the sample grid, the everyday score over $SEEDS seeds (4 unless set; decoder v10's rule asks 12), the variations,
 # and eval generation on 64 held-out emoji captions with reconstruction, condition sensitivity and (for a retrieval

@@ -17,7 +17,8 @@ python3 -m pip install -q -e ".[test]"
 mm shards corpus all --out data/corpus --quiet
 
 # 1. the CLIP pair: CLIP v10 (the shipped one, for tagging and the pipeline), CLIP v5 (decoder v6's, where the
-#    pipeline's history starts), CLIP v2 and v3 (the ones v5 was measured against), and the other candidates for the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
+#    pipeline's history starts), CLIP v2 and v3 (the ones v5 was measured against), and the other candidates for
+#    the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1

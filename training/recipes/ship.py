@@ -40,7 +40,9 @@ def replace(target: Path, write) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
-    if target.exists():
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
     print(f"wrote {target}", file=sys.stderr)
@@ -48,7 +50,7 @@ def replace(target: Path, write) -> None:
 
 def restore_pipeline_clip(link: Path) -> None:
     """Undo a swap of the pipeline's clip/ that an earlier run of this script did not finish: the whole folder it
-    left beside (a copy is renamed into place only once complete) goes back into place."""
+    left beside goes back into place (`replace` removes the link only once its copy is complete)."""
     if not link.exists() and not link.is_symlink():
         for name in (".clip.tmp", ".clip.old"):
             if link.with_name(name).is_dir():
@@ -62,11 +64,7 @@ def own_pipeline_clip(assets: Path) -> None:
     link = assets / "builtin" / "pipeline" / "clip"
     restore_pipeline_clip(link)
     if link.is_symlink():
-        tmp = link.with_name(".clip.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(link.resolve(), tmp)
-        link.unlink()
-        tmp.rename(link)
+        replace(link, lambda tmp: shutil.copytree(link.resolve(), tmp))
 
 
 def same_clip(a: Path, b: Path) -> bool:
