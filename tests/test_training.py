@@ -222,12 +222,14 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     """Decoder v8's rule from two eval_pipeline.sh folders: within one prompt or image of the baseline's shares,
     and the copy-distance floor; over twelve seeds, v10's everyday rule instead of seed 0's."""
     def folder(name: str, seed0: int, text: float, recon: float, copy: float, seeds: int = 4,
-               everyday: int = 38, judge: str = "the pipeline's CLIP", real: float = 0.7) -> Path:
+               everyday: int = 38, judge: str = "the pipeline's CLIP", real: float = 0.7,
+               variations: int | None = None) -> Path:
         out = tmp_path / name
         out.mkdir()
+        own = "" if variations is None else f"variations that pick their own photo among 20: by CLIP {variations} of 80"
         (out / "grid.txt").write_text(f"everyday prompts re-tagged right (seed 0): {seed0} of 12\n"
                                       f"everyday prompts re-tagged right over {seeds} seeds: {everyday} of "
-                                      f"{12 * seeds}\n")
+                                      f"{12 * seeds}\n{own}\n")
         results = [{"guidance_scale": g, "num_prompts": 64, "retag_accuracy": text, "retag_accuracy_real": real,
                     "copy_distance": copy} for g in (3.0, 8.0)]
         recon_rows = [{"guidance_scale": 3.0, "recon_retag_accuracy": recon, "recon_retag_accuracy_real_at_size": 0.4,
@@ -262,6 +264,15 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     assert same.returncode == 0 and "(2) text re-tag: 0.484 -> 0.469  passes" in same.stdout
     assert judge(folder("one-low", seed0=11, text=29 / 64, recon=0.2, copy=0.11, seeds=12, everyday=110,
                         judge="runs/v10")).returncode == 1
+    # decoder v12's rule: the variations of the photos, within one in twenty of the baseline's, where both have them
+    base = folder("var", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110, judge="v10", variations=38)
+    kept = judge(folder("var-c", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110, judge="v10",
+                        variations=34))
+    assert kept.returncode == 0 and "(6) variations that pick their own photo: 38 -> 34 of 80  passes" in kept.stdout
+    assert judge(folder("var-low", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110, judge="v10",
+                        variations=33)).returncode == 1
+    assert "(6)" not in judge(folder("var-none", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110,
+                                     judge="v10")).stdout
     assert "judge both the same way" in judge(folder("mixed", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12,
                                                      everyday=110)).stderr
 

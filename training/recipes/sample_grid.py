@@ -4,7 +4,8 @@ the pipeline's default guidance:
     --out             the sample grid (assets/samples.png): sixteen everyday prompts
     --everyday-out    twelve one-object prompts, each image re-tagged 12-way by the shipped tagger; prints the score
                       (seed 0 alone, the issue's figure, and over --seeds seeds, a steadier one)
-    --variations-out  three photos from assets/examples, each followed by three of its variations
+    --variations-out  three photos from assets/examples, each followed by three of its variations; with
+                      --variation-photos, also scores variations of every photo there (see `variation_score`)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ PROMPTS = ["a red apple", "a smiling face", "a blue car", "a green tree", "a yel
 EVERYDAY = ["apple", "car", "cat", "dog", "tree", "house", "star", "heart", "fish", "flower", "banana", "bird"]
 PHOTOS = ["cat.jpg", "astronaut.jpg", "coffee.jpg"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+SKIMAGE = Path(__file__).resolve().parents[2] / "data" / "eval" / "skimage"  # skimage_eval.py writes it
 
 
 def everyday(pipe, out: str, guidance: float, seeds: int = 1, judges: tuple[str, ...] = ("builtin",)) -> int:
@@ -66,12 +68,52 @@ def variations(pipe, out: str) -> None:
     captioned_grid(cells, captions, cols=4).save(out)
 
 
+def colour_histogram(image, bins: int = 4) -> torch.Tensor:
+    """Share of the pixels in each of bins**3 RGB cells, at 32 px."""
+    import numpy as np
+
+    rgb = torch.from_numpy(np.array(image.convert("RGB").resize((32, 32)))).long().reshape(-1, 3) * bins // 256
+    cells = (rgb[:, 0] * bins + rgb[:, 1]) * bins + rgb[:, 2]
+    return torch.bincount(cells, minlength=bins**3).float() / len(cells)
+
+
+def variation_score(pipe, folder: Path, per_photo: int, judge: str) -> tuple[int, int, int]:
+    """Do variations keep their photo's subject and colours, and differ between photos? Each of `per_photo`
+    variations of every photo under `folder` (seed 0) picks, among all those photos, the one whose `judge` CLIP
+    embedding is nearest to its own, and the one whose colour histogram is nearest (L1). Prints and returns
+    (picked by CLIP, picked by colour, variations). The photos are evaluated here, never tuned on."""
+    from PIL import Image
+
+    from multimodal.tagging import ZeroShotTagger
+
+    paths = sorted(folder.rglob("*.png"))
+    if len(paths) < 2:
+        raise SystemExit(f"sample_grid.py: {folder} holds {len(paths)} photos; run training/recipes/skimage_eval.py")
+    photos = [Image.open(path).convert("RGB") for path in paths]
+    made = [pipe.image_variations(photo, num_images_per_prompt=per_photo,
+                                  generator=torch.Generator().manual_seed(0)).images for photo in photos]
+    owner = torch.arange(len(photos)).repeat_interleave(per_photo)  # [N * per_photo]
+    variations = [image for group in made for image in group]
+    tagger = ZeroShotTagger.from_pretrained(judge)
+    by_clip = (tagger.encode_images(variations)[0] @ tagger.encode_images(photos)[0].T).argmax(1)
+    colours = torch.stack([colour_histogram(photo) for photo in photos])  # [N, 64]
+    by_colour = torch.stack([(colour_histogram(v) - colours).abs().sum(1).argmin() for v in variations])
+    clip_right, colour_right = int((by_clip == owner).sum()), int((by_colour == owner).sum())
+    for path, picks in zip(paths, by_clip.reshape(len(photos), per_photo)):
+        print(f"  {path.stem:22s} -> {', '.join(paths[i].stem for i in picks)}")
+    print(f"variations that pick their own photo among {len(photos)}: by CLIP {clip_right} of {len(owner)}, "
+          f"by colour {colour_right} of {len(owner)}")
+    return clip_right, colour_right, len(owner)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default="builtin", help="pipeline folder (default: the shipped builtin)")
     parser.add_argument("--out", default="assets/samples.png", help="the sample grid PNG ('' to skip)")
     parser.add_argument("--everyday-out", default="", help="also score the everyday prompts; their grid PNG")
     parser.add_argument("--variations-out", default="", help="also make variations of three photos; their grid PNG")
+    parser.add_argument("--variation-photos", type=Path, default=None,
+                        help=f"with --variations-out, also score variations of every PNG photo here ({SKIMAGE})")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default: the pipeline's own)")
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
@@ -95,6 +137,8 @@ def main() -> None:
     if args.variations_out:
         variations(pipe, args.variations_out)
         print(f"wrote {args.variations_out}")
+        if args.variation_photos:
+            variation_score(pipe, args.variation_photos, 4, (args.judge or ["builtin"])[0])
 
 
 if __name__ == "__main__":
