@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 18.5 hours, the decoders' ten runs included (`device: auto`
+# can be stopped and started again. On 2 cores about 19 hours, the decoders' eleven runs included (`device: auto`
 # uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -67,9 +67,9 @@ soup_pipeline() {
     python3 training/recipes/soup.py "$3" "$2/final/decoder" --out "$1/decoder"
 }
 soup_pipeline runs/soup-dec-v5-v6 runs/decoder-v6 runs/decoder-v5-aligned/final/decoder   # decoder v6 (CLIP v5)
-# decoders v8-v11 move the pipeline onto CLIP v10: prior v4 (~30 min, it builds data/cache-v10); v8, the v6 soup
+# decoders v8-v12 move the pipeline onto CLIP v10: prior v4 (~30 min, it builds data/cache-v10); v8, the v6 soup
 # trained 12,000 steps on CLIP v10 (~60 min); v9, 4,000 more with fewer self-copies, souped with v8 (~20 min); v10 and
-# v11, 6,000 more each from the last soup with another seed, each souped with its start (~30 min each).
+# v11 and v12, 6,000 more each from the last soup with another seed, each souped with its start (~30 min each).
 done_ runs/prior-v4 || mm train prior --config prior-v4 --resume auto
 done_ runs/decoder-v8 || mm train decoder --config decoder-v8 --resume auto
 done_ runs/decoder-v9 || mm train decoder --config decoder-v9 --resume auto
@@ -77,8 +77,10 @@ soup_pipeline runs/soup-dec-v8-v9 runs/decoder-v9 runs/decoder-v8/final/decoder
 done_ runs/decoder-v10 || mm train decoder --config decoder-v10 --resume auto
 soup_pipeline runs/soup-dec-v10 runs/decoder-v10 runs/soup-dec-v8-v9/decoder
 done_ runs/decoder-v11 || mm train decoder --config decoder-v11 --resume auto
-soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder   # decoder v11: what ships
-python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v11
+soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder
+done_ runs/decoder-v12 || mm train decoder --config decoder-v12 --resume auto
+soup_pipeline runs/soup-dec-v12 runs/decoder-v12 runs/soup-dec-v11/decoder   # decoder v12: what ships
+python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v12
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -95,6 +97,7 @@ mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs
 
 # 6. the model card and the README's sample grid
 python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v4 \
-    --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 --out assets/MODEL_CARD.md
+    --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 \
+    runs/decoder-v12 --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
     --variations-out runs/eval/variations.png --seeds 12   # the everyday score over seeds 0-11 (the card's figure)
