@@ -2,9 +2,10 @@
 # The commands that decoders v4 to v12 are judged by, for one pipeline folder (2-5 min on 2 cores):
 #   [SEEDS=12] [JUDGE=runs/soup-v10/final] bash training/recipes/eval_pipeline.sh PIPELINE OUT_DIR
 # the sample grid, the everyday score over $SEEDS seeds (4 unless set; decoder v10's rule asks 12), the variations,
-# their score on the scikit-image photos (decoder v12's rule; skimage_eval.py writes them), and eval generation on 64 held-out emoji captions with reconstruction, condition sensitivity and (for a retrieval
-# decoder) neighbour use. JUDGE (a CLIP) scores the everyday images and the generation metrics; unset, the shipped
-# tagger scores the everyday images and the pipeline's own CLIP the metrics.
+# their score on the scikit-image photos (decoder v12's rule; skimage_eval.py writes them), and eval generation on 64
+# held-out emoji captions with reconstruction, condition sensitivity and (for a retrieval decoder) neighbour use.
+# JUDGE (a CLIP) scores the everyday images, the variations and the generation metrics; unset, the shipped tagger
+# scores the everyday images and the variations, and the pipeline's own CLIP the metrics.
 set -euo pipefail
 P=$1; OUT=$2; SEEDS=${SEEDS:-4}; JUDGE=${JUDGE:-}; mkdir -p "$OUT"
 python training/recipes/sample_grid.py --pipeline "$P" --out "$OUT/grid.png" --everyday-out "$OUT/everyday.png" \

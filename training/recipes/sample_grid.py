@@ -4,8 +4,8 @@ the pipeline's default guidance:
     --out             the sample grid (assets/samples.png): sixteen everyday prompts
     --everyday-out    twelve one-object prompts, each image re-tagged 12-way by the shipped tagger; prints the score
                       (seed 0 alone, the issue's figure, and over --seeds seeds, a steadier one)
-    --variations-out  three photos from assets/examples, each followed by three of its variations; with
-                      --variation-photos, also scores variations of every photo there (see `variation_score`)
+    --variations-out  three photos from assets/examples, each followed by three of its variations
+    --variation-photos  scores four variations of every photo in a folder (see `variation_score`)
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--everyday-out", default="", help="also score the everyday prompts; their grid PNG")
     parser.add_argument("--variations-out", default="", help="also make variations of three photos; their grid PNG")
     parser.add_argument("--variation-photos", type=Path, default=None,
-                        help=f"with --variations-out, also score variations of every PNG photo here ({SKIMAGE})")
+                        help=f"score variations of every PNG photo in this folder, e.g. {SKIMAGE}")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default: the pipeline's own)")
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
@@ -137,8 +137,8 @@ def main() -> None:
     if args.variations_out:
         variations(pipe, args.variations_out)
         print(f"wrote {args.variations_out}")
-        if args.variation_photos:
-            variation_score(pipe, args.variation_photos, 4, (args.judge or ["builtin"])[0])
+    if args.variation_photos:
+        variation_score(pipe, args.variation_photos, 4, (args.judge or ["builtin"])[0])
 
 
 if __name__ == "__main__":
