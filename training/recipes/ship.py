@@ -67,13 +67,16 @@ def own_pipeline_clip(assets: Path) -> None:
         replace(link, lambda tmp: shutil.copytree(link.resolve(), tmp))
 
 
+def loaded_config(folder: Path) -> dict:
+    """What loading reads from a model folder's config.json: `_`-keys such as _name_or_path aside."""
+    return {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if not k.startswith("_")}
+
+
 def same_clip(a: Path, b: Path) -> bool:
-    """The same weights and the same config (what loading reads; `_`-keys such as _name_or_path aside)."""
+    """The same weights and the same config."""
     from multimodal.models import from_pretrained
 
-    config = lambda folder: {k: v for k, v in json.loads((folder / "config.json").read_text()).items()  # noqa: E731
-                             if not k.startswith("_")}
-    return config(a) == config(b) and from_pretrained(a).fingerprint() == from_pretrained(b).fingerprint()
+    return loaded_config(a) == loaded_config(b) and from_pretrained(a).fingerprint() == from_pretrained(b).fingerprint()
 
 
 def share_pipeline_clip(assets: Path) -> bool:
