@@ -256,10 +256,12 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
     train("decoder", tmp_path / "retrieval", "steps=4", "decoder.sample_every=2", f"decoder.clip={clip}",
           f"decoder.config={tmp_path / 'retrieval.json'}", f"decoder.cache_dir={tmp_path / 'cache'}",
           f"decoder.prior={tmp_path / 'prior' / 'final'}", f"decoder.init={tmp_path / 'decoder' / 'final' / 'decoder'}",
-          "decoder.self_neighbour=0.5", "decoder.jitter_flip=false", "decoder.jitter_shift=0.02")
+          "decoder.self_neighbour=0.5", "decoder.jitter_flip=false", "decoder.jitter_shift=0.02",
+          "decoder.bank_size=16")
     pipeline = tmp_path / "retrieval" / "final" / "pipeline"
     pipe = TextToImagePipeline.from_pretrained(pipeline)
-    assert pipe.bank.images.shape == (32, 32, 32, 3)  # the 32 training images at the decoder's size
+    assert pipe.bank.images.shape == (32, 16, 16, 3)  # the 32 training images at bank_size, upscaled on use
+    assert pipe("a cat", num_inference_steps=2, output_type="np").images.shape == (1, 32, 32, 3)
     run = subprocess.run([sys.executable, "-m", "multimodal", "eval", "generation", "--model", str(pipeline),
                           "--data", str(tmp_path / "eval"), "--num-prompts", "4", "--steps", "2", "--reconstruction",
                           "--out", str(tmp_path / "gen-retrieval.json")], capture_output=True, text=True, timeout=600)

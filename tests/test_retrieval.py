@@ -18,10 +18,10 @@ UNET = {"sample_size": 16, "out_channels": 3, "down_block_types": ["DownBlock2D"
         "addition_embed_type": "image", "encoder_hid_dim_type": "image_proj", "cross_attention_dim": 8}
 
 
-def decoder_json(tmp_path, retrieval: bool = True) -> str:
-    spec = {"unet": {**UNET, "in_channels": 6 if retrieval else 3}, "scheduler": SCHEDULER, "condition_norm": True,
-            **({"retrieval_top_k": 2} if retrieval else {})}
-    path = tmp_path / f"decoder-{retrieval}.json"
+def decoder_json(tmp_path, retrieval: bool = True, size: int = 16) -> str:
+    spec = {"unet": {**UNET, "in_channels": 6 if retrieval else 3, "sample_size": size}, "scheduler": SCHEDULER,
+            "condition_norm": True, **({"retrieval_top_k": 2} if retrieval else {})}
+    path = tmp_path / f"decoder-{retrieval}-{size}.json"
     path.write_text(json.dumps(spec))
     return str(path)
 
@@ -198,3 +198,33 @@ def test_retrieval_scale_multiplies_the_neighbour_wherever_the_decoder_runs(tmp_
             .sample(emb[:2], torch.zeros(2, 64), 3, 2.0, torch.Generator().manual_seed(0), 16, 16)
             for unet in (scaled, plain)]
     assert torch.allclose(made[0], made[1], atol=1e-4)
+
+
+def test_a_bank_smaller_than_the_decoder_is_upscaled_where_the_decoder_sees_it(tmp_path, clip):
+    """A 32 px decoder with a 16 px bank (a 64 px decoder ships a 32 px bank: a quarter of the bytes): the neighbour
+    is upscaled bicubic wherever it enters, in training and in sampling; a bank whose size does not divide the
+    decoder's is refused."""
+    from multimodal.generation import denoise, upsampler_input
+    from multimodal_train.objectives import DiffusionObjective
+
+    torch.manual_seed(0)
+    unet, scheduler = create_decoder(decoder_json(tmp_path, size=32), clip.embed_dim)
+    small, emb = colour_squares()  # 16 px
+    bank = NeighbourBank.from_arrays(small, emb, clip.fingerprint())
+    x, t, cond, beside = torch.randn(2, 3, 32, 32), torch.tensor([10, 500]), emb[:2], bank.pixels(torch.tensor([0, 1]))
+    with torch.inference_mode():
+        assert torch.allclose(denoise(unet, x, t, cond, beside), denoise(unet, x, t, cond, upsampler_input(beside, 32)))
+    big = small.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)  # the same squares at 32 px
+    objective = DiffusionObjective(unet, unet, scheduler, cond_drop=0.1, ema_decay=0.9, autocast=contextlib.nullcontext,
+                                   bank=bank, self_neighbour=0.5)
+    neighbours = torch.stack([bank.nearest(e[None], 1, exclude_above=0.999)[0] for e in emb])
+    loss = objective({"images": big, "cond": emb, "neighbours": neighbours})
+    loss.backward()
+    assert torch.isfinite(loss) and unet.conv_in.weight.grad[:, 3:].abs().sum() > 0  # the neighbour input learns
+    pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config), bank=bank)
+    made = pipe.sample(cond, torch.zeros_like(cond), 2, 2.0, torch.Generator().manual_seed(0), 32, 32)
+    assert made.shape == (2, 3, 32, 32)
+    tiny_decoder, _ = create_decoder(decoder_json(tmp_path, size=8), clip.embed_dim)
+    with pytest.raises(UsageError, match="must divide"):
+        TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), tiny_decoder, sampling_scheduler(scheduler.config),
+                            bank=bank)

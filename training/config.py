@@ -91,6 +91,8 @@ class DecoderSection:
     jitter_scale: float = 0.1  # that copy's random scale, 1 +- this
     jitter_shift: float = 0.06  # its random shift, up to +- this share of the image's side
     jitter_flip: bool = True  # and a random left-right flip
+    bank_size: int = 0  # retrieval decoders: the bank's image size, upscaled on use (32 for a 64 px decoder: a
+    # quarter of the bytes in the shipped folder); 0 = the decoder's
     ema_decay: float = 0.999
     sample_every: int = 500  # 0: no sample grids (the run then never loads its CLIP if its caches exist)
     sample_prompts: list = field(default_factory=lambda: list(SAMPLE_PROMPTS))

@@ -196,7 +196,10 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         inherited = load_init(unet, section.init, not section.restandardise) if section.init else False
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
-        bank, neighbours = neighbour_bank(unet, section, cache)
+        bank_size = section.bank_size or unet.config.sample_size
+        bank_cache = cache if bank_size == unet.config.sample_size else \
+            load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", bank_size)  # same rows
+        bank, neighbours = neighbour_bank(unet, section, bank_cache)
         data = CachedBatches({"images": torch.from_numpy(cache["images"]),  # [N, S, S, 3] uint8
                               "cond": torch.from_numpy(cache[f"{section.condition}_emb"]).float(),  # [N, (T,) D]
                               **({"neighbours": neighbours} if bank is not None else {})},  # [N, K]

@@ -164,9 +164,10 @@ class DiffusionObjective(Objective):
         elif self.bank is not None:
             neighbours = batch["neighbours"]  # [B, K]
             drawn = neighbours[torch.arange(len(x0)), torch.randint(0, neighbours.shape[1], (len(x0),))]
-            beside = self.bank.pixels(drawn).to(device)
+            beside = self.bank.pixels(drawn).to(device)  # [B, 3, s, s], s the bank's size (<= S)
             itself = torch.rand(len(x0), device=device) < self.self_neighbour
-            beside = torch.where(itself[:, None, None, None], jitter(x0, **self.jitter_kw), beside)
+            copy = F.interpolate(jitter(x0, **self.jitter_kw), size=beside.shape[-2:], mode="area")
+            beside = torch.where(itself[:, None, None, None], copy, beside)
             noisy = with_beside(self.unet, noisy, beside * keep[:, :, None, None])
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample

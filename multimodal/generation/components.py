@@ -120,10 +120,13 @@ def denoise(unet: UNet2DConditionModel, x: torch.Tensor, t, cond: torch.Tensor,
 
 
 def with_beside(unet: UNet2DConditionModel, x: torch.Tensor, beside: torch.Tensor) -> torch.Tensor:
-    """x [B, 3, H, W] and the image beside it [B, 3, H, W] -> the denoiser's input [B, 6, H, W]. A retrieval decoder's
-    `retrieval_scale` multiplies its neighbour: under Adam that is a larger learning rate for the zero-initialised
-    weights of that input, which otherwise stay near zero (training/recipes/README.md, decoder v5)."""
+    """x [B, 3, H, W] and the image beside it [B, 3, h, w] -> the denoiser's input [B, 6, H, W]; a smaller one (a bank
+    kept at a lower size) is upscaled first. A retrieval decoder's `retrieval_scale` multiplies its neighbour: under
+    Adam that is a larger learning rate for the zero-initialised weights of that input, which otherwise stay near zero
+    (training/recipes/README.md, decoder v5)."""
     scale = unet.config.get("retrieval_scale", 1.0) if unet.config.get("retrieval_top_k") else 1.0
+    if beside.shape[-2:] != x.shape[-2:]:
+        beside = upsampler_input(beside, *x.shape[-2:])
     return torch.cat([x, scale * beside.to(x.device, x.dtype)], dim=1)
 
 

@@ -115,10 +115,10 @@ class TextToImagePipeline(DiffusionPipeline):
         if bank is None:
             raise UsageError("this decoder retrieves training images (retrieval_top_k in its config): pass the bank "
                              "it was trained with (bank=NeighbourBank...), as its pipeline folder holds it")
-        if bank.config.image_size != decoder.config.sample_size or bank.config.embed_dim != clip.embed_dim:
+        if decoder.config.sample_size % bank.config.image_size or bank.config.embed_dim != clip.embed_dim:
             raise UsageError(f"the bank holds {bank.config.image_size} px images with {bank.config.embed_dim}-d "
-                             f"embeddings; the decoder makes {decoder.config.sample_size} px images and the CLIP "
-                             f"embeds in {clip.embed_dim}-d")
+                             f"embeddings; the decoder makes {decoder.config.sample_size} px images (a size the "
+                             f"bank's must divide) and the CLIP embeds in {clip.embed_dim}-d")
         if bank.config.clip_fingerprint and bank.config.clip_fingerprint != clip.fingerprint():
             raise UsageError("the bank's embeddings were made by another CLIP than this pipeline's: rebuild the "
                              "bank with this CLIP, or use the CLIP it was built with")
