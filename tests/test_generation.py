@@ -228,7 +228,8 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train)
     retrieval_decoder_from_the_plain_one(tmp_path, clip, train)
     rewritten_shards_are_embedded_again(tmp_path, clip, items)
-    warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)
+    a_resaved_clip_keeps_its_caches(clip)
+    warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypatch)  # last: it patches the loader
 
 
 def upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train):
@@ -316,3 +317,14 @@ def warm_start_from_the_cache_without_loading_the_clip(tmp_path, clip, monkeypat
     with pytest.raises(UsageError, match="decoder.init=.*prior"):
         train(load_config("decoder-tiny", [*keys, f"run_dir={tmp_path / 'bad'}",
                                            f"decoder.init={tmp_path / 'prior' / 'final'}"]))
+
+
+def a_resaved_clip_keeps_its_caches(clip):
+    """A cache is this CLIP's by its folder's files, or, for a folder re-saved since (same weights, config rewritten),
+    by the weights' fingerprint; other weights are not."""
+    from multimodal_train.embedding_cache import LazyClip, made_by
+
+    lazy = LazyClip(str(clip))
+    assert made_by(lazy, {"clip_files": lazy.digest, "clip_hash": "other"})
+    assert made_by(lazy, {"clip_files": "0" * 64, "clip_hash": lazy.model.fingerprint()})
+    assert not made_by(lazy, {"clip_files": "0" * 64, "clip_hash": "0" * 64})

@@ -134,15 +134,23 @@ def cache_path(folder: str | Path, spec, name: str, image_size: int) -> Path:
     return Path(folder) / f"{name}-{image_size}px-{digest}.npz"
 
 
+def made_by(clip: LazyClip, data) -> bool:
+    """Whether a cache's embeddings are this CLIP's: the same folder files, or else (a folder re-saved since, its
+    config rewritten) the same weights by fingerprint, which needs the CLIP loaded."""
+    if clip.digest and "clip_files" in data and str(data["clip_files"]) == clip.digest:
+        return True
+    return "clip_hash" in data and str(data["clip_hash"]) == clip.model.fingerprint()
+
+
 def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) -> Path | None:
     """`out` from a sibling cache (`NAME-*px*.npz`, older unhashed names included) of the same CLIP files and the
     same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
     keys, pixels, digest = None, None, shard_digest(spec)
     for sibling in sorted(out.parent.glob(f"{name}-*px*.npz")):
-        if sibling == out or not clip.digest:
+        if sibling == out:
             continue
         with np.load(sibling) as data:  # lazy: the sibling's pixels are never read
-            if "clip_files" not in data.files or str(data["clip_files"]) != clip.digest:
+            if not made_by(clip, data):
                 continue
             if "shards" in data.files and str(data["shards"]) != digest:  # made from other shards
                 continue
@@ -166,11 +174,9 @@ def load_or_build(clip: LazyClip, spec, folder: str | Path, name: str, image_siz
     out = cache_path(folder, spec, name, image_size)
     if out.is_file():
         data = dict(np.load(out))
-        same_files = clip.digest and str(data.get("clip_files", "")) == clip.digest
         digest = shard_digest(spec)  # "" without shards: the cache is trusted, as caches older than the digest are
         same_shards = not digest or "shards" not in data or str(data["shards"]) == digest
-        if same_shards and data["images"].shape[1] == image_size and (
-                same_files or str(data["clip_hash"]) == clip.model.fingerprint()):
+        if same_shards and data["images"].shape[1] == image_size and made_by(clip, data):
             return data
         print(f"{out} was made from other shards, with other CLIP weights or at another size; rebuilding it",
               file=sys.stderr)
