@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 19 hours, the decoders' eleven runs included (`device: auto`
+# can be stopped and started again. On 2 cores about 20.5 hours, the decoders' twelve runs included (`device: auto`
 # uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,8 +79,9 @@ soup_pipeline runs/soup-dec-v10 runs/decoder-v10 runs/soup-dec-v8-v9/decoder
 done_ runs/decoder-v11 || mm train decoder --config decoder-v11 --resume auto
 soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder
 done_ runs/decoder-v12 || mm train decoder --config decoder-v12 --resume auto
-soup_pipeline runs/soup-dec-v12 runs/decoder-v12 runs/soup-dec-v11/decoder   # decoder v12: what ships
-python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/soup-dec-v12
+soup_pipeline runs/soup-dec-v12 runs/decoder-v12 runs/soup-dec-v11/decoder
+done_ runs/decoder-v13-64px || mm train decoder --config decoder-v13-64px --resume auto   # 64 px: what ships
+python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/decoder-v13-64px/final/pipeline
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -98,6 +99,6 @@ mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs
 # 6. the model card and the README's sample grid
 python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v4 \
     --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 \
-    runs/decoder-v12 --out assets/MODEL_CARD.md
+    runs/decoder-v12 runs/decoder-v13-64px --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
     --variations-out runs/eval/variations.png --seeds 12   # the everyday score over seeds 0-11 (the card's figure)
