@@ -143,8 +143,8 @@ def made_by(clip: LazyClip, data) -> bool:
 
 
 def resized_copy(clip: LazyClip, spec, out: Path, name: str, image_size: int) -> Path | None:
-    """`out` from a sibling cache (`NAME-*px*.npz`, older unhashed names included) of the same CLIP files and the
-    same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
+    """`out` from a sibling cache (`NAME-*px*.npz`, older unhashed names included) of the same CLIP (`made_by`) and
+    the same samples in the same order: its embeddings, the pixels redone at `image_size`. None if there is none."""
     keys, pixels, digest = None, None, shard_digest(spec)
     for sibling in sorted(out.parent.glob(f"{name}-*px*.npz")):
         if sibling == out:
