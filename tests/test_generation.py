@@ -259,6 +259,12 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
           f"decoder.prior={tmp_path / 'prior' / 'final'}", f"decoder.init={tmp_path / 'decoder' / 'final' / 'decoder'}",
           "decoder.self_neighbour=0.5", "decoder.jitter_flip=false", "decoder.jitter_shift=0.02",
           "decoder.bank_size=16")
+    refused = subprocess.run([sys.executable, "-m", "multimodal", "train", "decoder", "--config", "decoder-tiny",
+                              f"run_dir={tmp_path / 'retrieval-bad'}", f"decoder.config={tmp_path / 'retrieval.json'}",
+                              f"decoder.clip={clip}", "decoder.prior=", "decoder.bank_size=24"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "must divide" in refused.stderr  # at the start, before any cache is built
+    assert not (tmp_path / "retrieval-bad" / "final").exists()
     pipeline = tmp_path / "retrieval" / "final" / "pipeline"
     pipe = TextToImagePipeline.from_pretrained(pipeline)
     assert pipe.bank.images.shape == (32, 16, 16, 3)  # the 32 training images at bank_size, upscaled on use

@@ -186,6 +186,7 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
     from multimodal.generation import create_decoder, set_condition_stats
+    from multimodal.generation.retrieval import check_bank_size
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
     with session(cfg.device) as info:
@@ -194,9 +195,11 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
         check_base(unet, section)
         inherited = load_init(unet, section.init, not section.restandardise) if section.init else False
+        bank_size = section.bank_size or unet.config.sample_size
+        if unet.config.get("retrieval_top_k"):
+            check_bank_size(unet.config.sample_size, bank_size)  # before minutes of cache loading
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
-        bank_size = section.bank_size or unet.config.sample_size
         bank_cache = cache if bank_size == unet.config.sample_size else \
             load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", bank_size)  # same rows
         bank, neighbours = neighbour_bank(unet, section, bank_cache)

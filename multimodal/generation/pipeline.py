@@ -28,7 +28,7 @@ from PIL import Image
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
 from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input, with_beside
-from multimodal.generation.retrieval import NeighbourBank
+from multimodal.generation.retrieval import NeighbourBank, check_bank_size
 from multimodal.models import CLIPModel
 
 MAX_STEPS = 1000
@@ -115,10 +115,10 @@ class TextToImagePipeline(DiffusionPipeline):
         if bank is None:
             raise UsageError("this decoder retrieves training images (retrieval_top_k in its config): pass the bank "
                              "it was trained with (bank=NeighbourBank...), as its pipeline folder holds it")
-        if decoder.config.sample_size % bank.config.image_size or bank.config.embed_dim != clip.embed_dim:
-            raise UsageError(f"the bank holds {bank.config.image_size} px images with {bank.config.embed_dim}-d "
-                             f"embeddings; the decoder makes {decoder.config.sample_size} px images (a size the "
-                             f"bank's must divide) and the CLIP embeds in {clip.embed_dim}-d")
+        check_bank_size(decoder.config.sample_size, bank.config.image_size)
+        if bank.config.embed_dim != clip.embed_dim:
+            raise UsageError(f"the bank holds {bank.config.embed_dim}-d embeddings and the CLIP embeds in "
+                             f"{clip.embed_dim}-d: rebuild the bank with this CLIP")
         if bank.config.clip_fingerprint and bank.config.clip_fingerprint != clip.fingerprint():
             raise UsageError("the bank's embeddings were made by another CLIP than this pipeline's: rebuild the "
                              "bank with this CLIP, or use the CLIP it was built with")

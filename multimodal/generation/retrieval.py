@@ -23,6 +23,13 @@ from torch.nn import functional as F
 from multimodal.errors import UsageError
 
 
+def check_bank_size(decoder_size: int, bank_size: int) -> None:
+    """A bank's images are upscaled by a whole factor to the decoder's size, so its size must divide the decoder's."""
+    if bank_size <= 0 or decoder_size % bank_size:
+        raise UsageError(f"the bank holds {bank_size} px images and the decoder makes {decoder_size} px images: the "
+                         f"bank's size must divide the decoder's (e.g. decoder.bank_size=32 for a 64 px decoder)")
+
+
 class NeighbourBank(ModelMixin, ConfigMixin):
     """Training images [N, S, S, 3] uint8 and their unit CLIP image embeddings [N, D], as buffers, so that the bank
     saves and loads like any diffusers model (config.json beside its safetensors). The embeddings are rounded to
