@@ -111,6 +111,17 @@ def test_save_load_round_trip_same_images(pipe, tmp_path):
                                                   num_images_per_prompt=2).images)
 
 
+def test_a_clip_link_checked_out_as_a_file_still_loads(pipe, tmp_path):
+    """git without symlinks (Windows) writes the shipped pipeline's clip/ link as a text file holding its target."""
+    pipe.save_pretrained(tmp_path / "pipe")
+    (tmp_path / "pipe" / "clip").rename(tmp_path / "clip")
+    (tmp_path / "pipe" / "clip").write_text("../clip")
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.clip.fingerprint() == pipe.clip.fingerprint()
+    assert np.abs(generate(pipe) - generate(loaded)).max() < 1e-5
+
+
 def _png(tmp_path):
     from conftest import make_image
 

@@ -83,6 +83,9 @@ class TextToImagePipeline(DiffusionPipeline):
 
         check_not_legacy(Path(pretrained_model_name_or_path))
         kwargs.setdefault("dtype", torch.float32)  # weights may be stored as float16 to halve the download
+        link = Path(pretrained_model_name_or_path) / "clip"
+        if link.is_file() and "clip" not in kwargs:  # the clip/ symlink as git checks it out without symlinks (Windows)
+            kwargs["clip"] = CLIPModel.from_pretrained(link.parent / link.read_text().strip())
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
