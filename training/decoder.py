@@ -89,9 +89,14 @@ def load_init(unet, folder: str, keep_stats: bool = True) -> bool:
     return inherited
 
 
-def check_base(unet, section: DecoderSection) -> None:
-    """An upsampler needs decoder.base (the pipeline it completes, whose decoder makes its low-res size) and no
-    prior or held-out diagnostics; a decoder that is not an upsampler takes no decoder.base."""
+def check_section(unet, section: DecoderSection) -> None:
+    """Checked before minutes of cache loading: a retrieval decoder's bank size divides its image size; an upsampler
+    needs decoder.base (the pipeline it completes, whose decoder makes its low-res size) and no prior or held-out
+    diagnostics; a decoder that is not an upsampler takes no decoder.base."""
+    from multimodal.generation.retrieval import check_bank_size
+
+    if unet.config.get("retrieval_top_k"):
+        check_bank_size(unet.config.sample_size, section.bank_size or unet.config.sample_size)
     size = unet.config.get("low_res_size")
     if not size:
         if section.base:
@@ -186,18 +191,15 @@ def diagnostics(pipe, clip, heldout: dict, section: DecoderSection, noise_schedu
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train the denoiser; RUN_DIR/final holds its EMA weights, its scheduler and (with a prior) the pipeline."""
     from multimodal.generation import create_decoder, set_condition_stats
-    from multimodal.generation.retrieval import check_bank_size
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
     with session(cfg.device) as info:
         clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
-        check_base(unet, section)
+        check_section(unet, section)
         inherited = load_init(unet, section.init, not section.restandardise) if section.init else False
         bank_size = section.bank_size or unet.config.sample_size
-        if unet.config.get("retrieval_top_k"):
-            check_bank_size(unet.config.sample_size, bank_size)  # before minutes of cache loading
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
         bank_cache = cache if bank_size == unet.config.sample_size else \
