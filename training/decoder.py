@@ -199,9 +199,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         unet, noise_scheduler = create_decoder(section.config, clip.embed_dim)
         check_section(unet, section)
         inherited = load_init(unet, section.init, not section.restandardise) if section.init else False
-        bank_size = section.bank_size or unet.config.sample_size
         unet = unet.to(info.device)
         cache = load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", unet.config.sample_size)
+        bank_size = section.bank_size or unet.config.sample_size
         bank_cache = cache if bank_size == unet.config.sample_size else \
             load_cache(clip, cfg.data.train, section.cache_dir, cfg.run_dir, "train", bank_size)  # same rows
         bank, neighbours = neighbour_bank(unet, section, bank_cache)
