@@ -69,6 +69,20 @@ def test_guidance_scale_one_is_plain_conditional_sampling(pipe):
     assert np.abs(generate(pipe, guidance_scale=3.0) - images).max() > 1e-4  # guidance does change the result
 
 
+def test_bf16_sampling_follows_float32_and_leaves_the_weights_alone(pipe):
+    fp32 = generate(pipe, guidance_scale=3.0)
+    if not pipe.enable_bf16():
+        pytest.skip("this CPU has no bf16 kernels: enable_bf16() leaves the pipeline in float32")
+    try:
+        bf16 = generate(pipe, guidance_scale=3.0)
+    finally:
+        pipe.bf16 = False
+    assert pipe.decoder.dtype == torch.float32 and bf16.dtype == fp32.dtype
+    diff = np.abs(bf16 - fp32)
+    assert diff.max() > 0 and diff.mean() < 0.02  # computed in bf16, and still the same image
+    assert np.array_equal(generate(pipe, guidance_scale=3.0), fp32)  # and off again
+
+
 def test_the_cli_and_the_api_share_one_default_guidance(pipe, tmp_path):
     """`multimodal generate` without --guidance samples at the pipeline's DEFAULT_GUIDANCE, like the Python API."""
     from multimodal.cli import main
@@ -269,7 +283,7 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
           f"decoder.config={tmp_path / 'retrieval.json'}", f"decoder.cache_dir={tmp_path / 'cache'}",
           f"decoder.prior={tmp_path / 'prior' / 'final'}", f"decoder.init={tmp_path / 'decoder' / 'final' / 'decoder'}",
           "decoder.self_neighbour=0.5", "decoder.jitter_flip=false", "decoder.jitter_shift=0.02",
-          "decoder.bank_size=16")
+          "decoder.bank_size=16", "decoder.neighbour_drop=0.3", "decoder.neighbour_pool=3")
     refused = subprocess.run([sys.executable, "-m", "multimodal", "train", "decoder", "--config", "decoder-tiny",
                               f"run_dir={tmp_path / 'retrieval-bad'}", f"decoder.config={tmp_path / 'retrieval.json'}",
                               f"decoder.clip={clip}", "decoder.prior=", "decoder.bank_size=24"],

@@ -228,3 +228,27 @@ def test_a_bank_smaller_than_the_decoder_is_upscaled_where_the_decoder_sees_it(t
     with pytest.raises(UsageError, match="must divide"):
         TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), tiny_decoder, sampling_scheduler(scheduler.config),
                             bank=bank)
+
+
+def test_neighbour_drop_takes_the_image_beside_away_and_keeps_the_condition(tmp_path, clip):
+    from multimodal_train.objectives import DiffusionObjective
+
+    torch.manual_seed(0)
+    unet, scheduler = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares()
+    bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
+    neighbours = torch.stack([bank.nearest(e[None], 2, exclude_above=0.999)[0] for e in emb])
+
+    def step(drop: float, cond: torch.Tensor) -> tuple[float, float]:
+        unet.zero_grad()
+        torch.manual_seed(1)
+        objective = DiffusionObjective(unet, unet, scheduler, cond_drop=0.0, ema_decay=0.9,
+                                       autocast=contextlib.nullcontext, bank=bank, neighbour_drop=drop)
+        loss = objective({"images": images, "cond": cond, "neighbours": neighbours})
+        loss.backward()
+        return loss.item(), unet.conv_in.weight.grad[:, 3:].abs().sum().item()
+
+    assert step(0.0, emb)[1] > 0  # the image beside is seen and its input learns
+    dropped, beside_grad = step(1.0, emb)
+    assert beside_grad == 0  # every sample saw the zero image
+    assert dropped != step(1.0, torch.zeros_like(emb))[0]  # and still its condition

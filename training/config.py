@@ -88,6 +88,8 @@ class DecoderSection:
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
     self_neighbour: float = 0.0  # retrieval decoders: share of samples whose neighbour is a jittered copy of itself
+    neighbour_drop: float = 0.0  # retrieval decoders: share of samples that see the zero image but keep the condition
+    neighbour_pool: int = 0  # retrieval decoders: train beside one of this many nearest others; 0: retrieval_top_k
     jitter_scale: float = 0.1  # that copy's random scale, 1 +- this
     jitter_shift: float = 0.06  # its random shift, up to +- this share of the image's side
     jitter_flip: bool = True  # and a random left-right flip
@@ -212,11 +214,11 @@ AT_LEAST_ONE = ("steps", "log_every", "checkpoint_every", "data.batch_size", "op
 NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.image_size", "data.num_workers",
                 "data.shuffle_buffer", "data.imagenet_pairs", "data.imagenet_distill", "optim.weight_decay",
                 "optim.warmup_steps", "optim.grad_clip", "eval.every", "decoder.sample_every", "decoder.guidance_scale",
-                "decoder.snr_gamma", "decoder.eval_images")
+                "decoder.snr_gamma", "decoder.eval_images", "decoder.neighbour_pool")
 POSITIVE = ("optim.lr", "optim.eps", "optim.tower_lr_scale")
 BELOW_ONE = ("decoder.jitter_scale",)  # a scale of 1 - 1 = 0 would divide by zero
 UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
-                 "decoder.self_neighbour", "decoder.jitter_shift")
+                 "decoder.self_neighbour", "decoder.neighbour_drop", "decoder.jitter_shift")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -118,12 +118,13 @@ NEAR_COPY = 0.98  # CLIP cosine above which two training images count as copies 
 
 def neighbour_bank(unet, section: DecoderSection, cache: dict):
     """For a retrieval decoder: the bank of its training images, and each image's K nearest others [N, K] (itself
-    and its near-copies left out, so that it learns to change a neighbour, not to copy it); else (None, None)."""
+    and its near-copies left out, so that it learns to change a neighbour, not to copy it; K is `neighbour_pool`, or
+    the decoder's `retrieval_top_k` as it samples); else (None, None)."""
     from multimodal.generation import NeighbourBank
 
-    k = unet.config.get("retrieval_top_k")
-    if not k:
+    if not unet.config.get("retrieval_top_k"):
         return None, None
+    k = section.neighbour_pool or unet.config.retrieval_top_k
     if section.condition != "image":
         raise UsageError("a retrieval decoder finds its neighbours by CLIP image embedding: decoder.condition=image")
     bank = NeighbourBank.from_arrays(cache["images"], cache["image_emb"], str(cache.get("clip_hash", "")))
@@ -217,7 +218,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                                        section.ema_decay, functools.partial(autocast, info.device, cfg.precision),
                                        section.snr_gamma, bank, section.self_neighbour,
                                        {"scale": section.jitter_scale, "shift": section.jitter_shift,
-                                        "flip": section.jitter_flip})
+                                        "flip": section.jitter_flip}, section.neighbour_drop)
         run_dir = Path(cfg.run_dir)
 
         def evaluate() -> dict:

@@ -128,20 +128,22 @@ class DiffusionObjective(Objective):
     input, and it is dropped together with the condition. For a share `self_neighbour` of the samples it is the
     image itself, slightly scaled, shifted and flipped at random (`jitter`): with other images alone the gradient
     on that input is mostly noise (its weights grew to rms 0.004 in 1,000 steps), and an aligned copy gives it a
-    signal to learn to carry the structure of the image beside it (training/recipes/README.md, decoder v4)."""
+    signal to learn to carry the structure of the image beside it (training/recipes/README.md, decoder v4). A share
+    `neighbour_drop` of the samples sees the zero image but keeps its condition: it has to draw from the condition
+    alone."""
 
     LOW_RES_NOISE = 0.1
 
     def __init__(self, unet, forward: nn.Module, noise_scheduler, cond_drop: float, ema_decay: float,
                  autocast: Callable, snr_gamma: float = 0.0, bank=None, self_neighbour: float = 0.0,
-                 jitter_kw: dict | None = None):
+                 jitter_kw: dict | None = None, neighbour_drop: float = 0.0):
         from diffusers.training_utils import EMAModel
 
         if bool(unet.config.get("retrieval_top_k")) != (bank is not None):
             raise UsageError("a retrieval decoder (retrieval_top_k) trains with a bank of training images, and "
                              "only it does")
         self.unet, self.forward, self.noise_scheduler, self.bank = unet, forward, noise_scheduler, bank
-        self.self_neighbour, self.jitter_kw = self_neighbour, jitter_kw or {}
+        self.self_neighbour, self.jitter_kw, self.neighbour_drop = self_neighbour, jitter_kw or {}, neighbour_drop
         self.cond_drop, self.autocast, self.snr_gamma = cond_drop, autocast, snr_gamma
         self.ema = EMAModel(unet.parameters(), decay=ema_decay)
 
@@ -168,7 +170,10 @@ class DiffusionObjective(Objective):
             itself = torch.rand(len(x0), device=device) < self.self_neighbour
             copy = F.interpolate(jitter(x0, **self.jitter_kw), size=beside.shape[-2:], mode="area")
             beside = torch.where(itself[:, None, None, None], copy, beside)
-            noisy = with_beside(self.unet, noisy, beside * keep[:, :, None, None])
+            seen = keep  # [B, 1]; the draw only when asked, so that the recorded runs' random streams stay as they were
+            if self.neighbour_drop:
+                seen = keep * (torch.rand(len(x0), 1, device=device) >= self.neighbour_drop).float()
+            noisy = with_beside(self.unet, noisy, beside * seen[:, :, None, None])
         with self.autocast():
             pred = self.forward(noisy, t, **decoder_condition(self.unet, cond)).sample
         loss = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]

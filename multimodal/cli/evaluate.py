@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--template", action="append", dest="templates", help="zeroshot prompt template(s), e.g. 'a "
                    "photo of a {}' (repeatable; default: the built-in ensemble)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
-    p.add_argument("--bf16", action="store_true", help="run the towers under bfloat16 autocast")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: the towers (zeroshot, "
+                   "retrieval), or the pipeline's denoisers (generation; the judge and the diagnostics stay float32)")
     p.add_argument("--out", help="write the metrics as JSON here")
     g = p.add_argument_group("generation")
     g.add_argument("--num-prompts", type=positive_int, default=64, help="held-out captions used as prompts (distinct)")
@@ -99,6 +100,8 @@ def run_generation(args) -> int:
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if args.bf16:
+        pipe.enable_bf16()
     if args.no_prior:
         pipe.prior = EmbeddingPrior.identity(pipe.clip.embed_dim)
     judge = from_pretrained(args.judge) if args.judge else pipe.clip

@@ -28,7 +28,10 @@ def register(sub) -> None:
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
     p.add_argument("--upscale", type=checked(int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"), default=1,
                    help="also enlarge each PNG this many times (1-16, Lanczos) for viewing; the pixels the model "
-                        "makes stay its decoder's size (32x32 for builtin)")
+                        "makes stay its decoder's size (64x64 for builtin)")
+    p.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast where the CPU or GPU has bf16 "
+                   "kernels: 1.4x faster on 2 CPU cores, the same pictures to the eye, a prompt or two in 64 re-tagged "
+                   "differently (README, 'Speed')")
     p.set_defaults(func=run)
 
 
@@ -45,6 +48,8 @@ def run(args) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty(), desc="denoising")
+    if args.bf16:
+        pipe.enable_bf16()
     guidance = {} if args.guidance is None else {"guidance_scale": args.guidance}
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
                   num_images_per_prompt=args.num_images, **guidance,

@@ -30,6 +30,7 @@ from multimodal.generation import folder_code
 from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input, with_beside
 from multimodal.generation.retrieval import NeighbourBank, check_bank_size
 from multimodal.models import CLIPModel
+from multimodal.precision import bf16_is_fast
 
 MAX_STEPS = 1000
 MAX_IMAGES = 64
@@ -65,6 +66,7 @@ class TextToImagePipeline(DiffusionPipeline):
         self.register_modules(clip=clip, prior=prior, decoder=decoder, scheduler=scheduler, upsampler=upsampler,
                               upsampler_scheduler=upsampler_scheduler, bank=bank)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+        self.bf16 = False  # enable_bf16()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path = "builtin", **kwargs):
@@ -137,6 +139,14 @@ class TextToImagePipeline(DiffusionPipeline):
             return denoise(self.decoder, x, t, cond, beside)
 
         return predict
+
+    def enable_bf16(self) -> bool:
+        """Run the denoisers under bfloat16 autocast, as they were trained, where the device has bf16 kernels:
+        1.4x faster on 2 CPU cores with AVX512-BF16; the same pictures to the eye, with a prompt or two in 64
+        re-tagged differently (README, "Speed"). Weights, embeddings and the sampling state stay float32. Returns
+        whether bf16 is on."""
+        self.bf16 = bf16_is_fast(self.device)
+        return self.bf16
 
     def eval_mode(self) -> None:
         """Dropout off and frozen statistics, whatever mode the modules were handed over in."""
@@ -212,7 +222,8 @@ class TextToImagePipeline(DiffusionPipeline):
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
             if beside is not None:
                 inp = with_beside(unet, inp, beside)  # [B, 6, H, W]
-            eps = unet(inp, t, **condition).sample
+            with torch.autocast(device.type, torch.bfloat16, enabled=self.bf16):
+                eps = unet(inp, t, **condition).sample.to(dtype)
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)

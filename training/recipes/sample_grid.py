@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
     parser.add_argument("--judge", action="append", default=None,
                         help="tagger that scores the everyday images (repeatable; default: the shipped builtin)")
+    parser.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast (pipe.enable_bf16())")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
     from multimodal.generation.grid import captioned_grid
@@ -127,6 +128,8 @@ def main() -> None:
     args.guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
+    if args.bf16:
+        pipe.enable_bf16()
     if args.out:
         images = pipe(PROMPTS, num_inference_steps=20, guidance_scale=args.guidance,
                       generator=torch.Generator().manual_seed(0)).images
