@@ -31,7 +31,7 @@ def register(sub) -> None:
                         "makes stay its decoder's size (64x64 for builtin)")
     p.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast where the CPU or GPU has bf16 "
                    "kernels: 1.4x faster on 2 CPU cores, the same pictures to the eye, a prompt or two in 64 re-tagged "
-                   "differently (README, 'Speed')")
+                   "differently (README, 'Benchmarks')")
     p.set_defaults(func=run)
 
 

@@ -143,7 +143,7 @@ class TextToImagePipeline(DiffusionPipeline):
     def enable_bf16(self) -> bool:
         """Run the denoisers under bfloat16 autocast, as they were trained, where the device has bf16 kernels:
         1.4x faster on 2 CPU cores with AVX512-BF16; the same pictures to the eye, with a prompt or two in 64
-        re-tagged differently (README, "Speed"). Weights, embeddings and the sampling state stay float32. Returns
+        re-tagged differently (README, "Benchmarks"). Weights, embeddings and the sampling state stay float32. Returns
         whether bf16 is on."""
         self.bf16 = bf16_is_fast(self.device)
         return self.bf16
