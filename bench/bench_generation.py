@@ -64,7 +64,7 @@ def latency(pipe, threads: int, repeats: int, bf16: bool) -> None:
     from multimodal.generation.pipeline import DEFAULT_GUIDANCE
 
     prompt, n, steps, guidance, seed = "a red apple", 4, 20, DEFAULT_GUIDANCE, 0
-    pipe.bf16 = bf16
+    pipe.enable_bf16(bf16)
     ours_times, plain_times, encode_times = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -102,7 +102,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     for bf16 in (False, True) if bf16_is_fast("cpu") else (False,):
         latency(pipe, args.threads, args.repeats, bf16)
-    pipe.bf16 = False
+    pipe.enable_bf16(False)
     if args.prompts <= 0:
         return
 

@@ -76,7 +76,7 @@ def test_bf16_sampling_follows_float32_and_leaves_the_weights_alone(pipe):
     try:
         bf16 = generate(pipe, guidance_scale=3.0)
     finally:
-        pipe.bf16 = False
+        pipe.enable_bf16(False)
     assert pipe.decoder.dtype == torch.float32 and bf16.dtype == fp32.dtype
     diff = np.abs(bf16 - fp32)
     assert diff.max() > 0 and diff.mean() < 0.02  # computed in bf16, and still the same image

@@ -88,7 +88,7 @@ class DecoderSection:
     cache_dir: str = ""  # where the embedding caches go; default RUN_DIR/cache
     cond_drop: float = 0.15  # share of steps trained unconditionally, for classifier-free guidance
     self_neighbour: float = 0.0  # retrieval decoders: share of samples whose neighbour is a jittered copy of itself
-    neighbour_drop: float = 0.0  # retrieval decoders: share of samples that see the zero image but keep the condition
+    neighbour_drop: float = 0.0  # retrieval decoders: share of conditioned samples that see the zero image beside
     neighbour_pool: int = 0  # retrieval decoders: train beside one of this many nearest others; 0: retrieval_top_k
     jitter_scale: float = 0.1  # that copy's random scale, 1 +- this
     jitter_shift: float = 0.06  # its random shift, up to +- this share of the image's side

@@ -92,11 +92,15 @@ def load_init(unet, folder: str, keep_stats: bool = True) -> bool:
 def check_section(unet, section: DecoderSection) -> None:
     """Checked before minutes of cache loading: a retrieval decoder's bank size divides its image size; an upsampler
     needs decoder.base (the pipeline it completes, whose decoder makes its low-res size) and no prior or held-out
-    diagnostics; a decoder that is not an upsampler takes no decoder.base."""
+    diagnostics; a decoder that is not an upsampler takes no decoder.base, and one that does not retrieve takes no
+    neighbour knobs."""
     from multimodal.generation.retrieval import check_bank_size
 
     if unet.config.get("retrieval_top_k"):
         check_bank_size(unet.config.sample_size, section.bank_size or unet.config.sample_size)
+    elif section.neighbour_pool or section.neighbour_drop:
+        raise UsageError(f"decoder.neighbour_pool and decoder.neighbour_drop are for retrieval decoders, and "
+                         f"{section.config} has no retrieval_top_k")
     size = unet.config.get("low_res_size")
     if not size:
         if section.base:
@@ -129,6 +133,9 @@ def neighbour_bank(unet, section: DecoderSection, cache: dict):
         raise UsageError("a retrieval decoder finds its neighbours by CLIP image embedding: decoder.condition=image")
     bank = NeighbourBank.from_arrays(cache["images"], cache["image_emb"], str(cache.get("clip_hash", "")))
     emb = torch.from_numpy(cache["image_emb"]).float()
+    if k >= len(emb):
+        raise UsageError(f"{k} nearest others per image (decoder.neighbour_pool, else retrieval_top_k): the pool "
+                         f"must be smaller than the {len(emb)} training images")
     neighbours = torch.cat([bank.nearest(emb[i:i + 1024], k, exclude_above=NEAR_COPY)
                             for i in range(0, len(emb), 1024)])
     return bank, neighbours

@@ -129,7 +129,7 @@ class DiffusionObjective(Objective):
     image itself, slightly scaled, shifted and flipped at random (`jitter`): with other images alone the gradient
     on that input is mostly noise (its weights grew to rms 0.004 in 1,000 steps), and an aligned copy gives it a
     signal to learn to carry the structure of the image beside it (training/recipes/README.md, decoder v4). A share
-    `neighbour_drop` of the samples sees the zero image but keeps its condition: it has to draw from the condition
+    `neighbour_drop` of the conditioned samples sees the zero image instead: it has to draw from the condition
     alone."""
 
     LOW_RES_NOISE = 0.1

@@ -29,7 +29,8 @@ def register(sub) -> None:
                    "photo of a {}' (repeatable; default: the built-in ensemble)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: the towers (zeroshot, "
-                   "retrieval), or the pipeline's denoisers (generation; the judge and the diagnostics stay float32)")
+                   "retrieval), or the pipeline's denoisers (generation and --reconstruction; the judge, --sensitivity "
+                   "and the prior stay float32)")
     p.add_argument("--out", help="write the metrics as JSON here")
     g = p.add_argument_group("generation")
     g.add_argument("--num-prompts", type=positive_int, default=64, help="held-out captions used as prompts (distinct)")
@@ -120,7 +121,7 @@ def run_generation(args) -> int:
         print(f"{row['set']}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
     if args.out:
         payload = {"model": args.model, "prior": "identity (the text embedding)" if args.no_prior else "the pipeline's",
-                   "judge": args.judge or "the pipeline's CLIP", "task": "generation",
+                   "judge": args.judge or "the pipeline's CLIP", "task": "generation", "bf16": pipe.bf16,
                    "feature_space": "CLIP image embeddings of the judge (not Inception: FID is not available "
                                     "offline)", "results": rows, "decoder_diagnostics": diagnostics}
         Path(args.out).write_text(json.dumps(payload, indent=2))

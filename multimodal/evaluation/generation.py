@@ -125,6 +125,12 @@ def decoder_sensitivities(pipe, scheduler, images: torch.Tensor, cond: torch.Ten
                                  ablations={"neighbour_use": pipe.predictor(neighbour=False)} if retrieval else None)
 
 
+def caption_targets(captions: Sequence[str], candidates: Sequence[str] = ()) -> tuple[list[str], torch.Tensor]:
+    """Every distinct caption (the candidates first) and, per image, the index of its own caption among them [N]."""
+    labels = list(dict.fromkeys([*candidates, *captions]))
+    return labels, torch.tensor([labels.index(c) for c in captions])
+
+
 @torch.inference_mode()
 def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str], candidates: Sequence[str] = (),
                            cond: torch.Tensor | None = None, *, steps: int = 20, guidance_scale: float = 3.0,
@@ -134,8 +140,7 @@ def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str
     image's own caption (`captions`, one per image) among all distinct `candidates` (every caption of the split;
     default: `captions`). Reported beside the same for the real images, as they are and fitted to the size the
     pipeline makes (`_real_at_size`: the ceiling of a perfect reconstruction at that resolution)."""
-    labels = list(dict.fromkeys([*candidates, *captions]))
-    targets = torch.tensor([labels.index(c) for c in captions])
+    labels, targets = caption_targets(captions, candidates)
     cond = pipe.clip.embed_images(list(images)) if cond is None else cond
     size = pipe.decoder.config.sample_size
     generated = []

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -20,7 +18,9 @@ def main() -> None:
     parser.add_argument("--data", default="data/corpus/emoji/eval", help="held-out shards")
     parser.add_argument("--num-images", type=int, default=64, help="held-out images, as eval generation picks them")
     args = parser.parse_args()
-    from multimodal.evaluation.generation import fit_images, heldout_images
+    if args.num_images < 1:
+        parser.error("--num-images must be at least 1")
+    from multimodal.evaluation.generation import caption_targets, fit_images, heldout_images
     from multimodal.generation import TextToImagePipeline, upsampler_input
     from multimodal.models import from_pretrained
 
@@ -29,8 +29,7 @@ def main() -> None:
         parser.error(f"{args.pipeline} has no bank: it is not a retrieval pipeline")
     judge = from_pretrained(args.judge) if args.judge else pipe.clip
     captions, images, every_caption = heldout_images(args.data, args.num_images)
-    labels = list(dict.fromkeys([*every_caption, *captions]))
-    targets = torch.tensor([labels.index(c) for c in captions])
+    labels, targets = caption_targets(captions, every_caption)
     text = judge.embed_texts(labels)
     size, top_k = pipe.decoder.config.sample_size, pipe.decoder.config.retrieval_top_k
 
