@@ -102,13 +102,14 @@ def test_the_upsampler_learns_from_its_low_res_input(tmp_path):
 
 
 def test_decoder_base_is_checked_before_training(tmp_path, parts):
-    from types import SimpleNamespace
+    from dataclasses import replace
 
+    from multimodal_train.config import DecoderSection
     from multimodal_train.decoder import check_section
 
     clip, decoder, scheduler, upsampler, up_scheduler = parts
     TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), decoder, scheduler).save_pretrained(tmp_path / "base")
-    section = SimpleNamespace(config="x.json", base=str(tmp_path / "base"), prior="", eval_data="")
+    section = DecoderSection(config="x.json", base=str(tmp_path / "base"), prior="", eval_data="")
     check_section(upsampler, section)  # a 32 px decoder under a 32 -> 64 upsampler: fine
     with pytest.raises(UsageError, match="decoder.base is for upsamplers"):
         check_section(decoder, section)
@@ -116,7 +117,7 @@ def test_decoder_base_is_checked_before_training(tmp_path, parts):
     with pytest.raises(UsageError, match="does not make the 16 px images"):
         check_section(small, section)
     with pytest.raises(UsageError, match="not a pipeline folder"):
-        check_section(upsampler, SimpleNamespace(**{**vars(section), "base": str(tmp_path)}))
+        check_section(upsampler, replace(section, base=str(tmp_path)))
 
 
 def test_add_upsampler_pairs_a_later_decoder_with_a_trained_upsampler(parts, tmp_path):
