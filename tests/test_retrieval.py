@@ -252,3 +252,20 @@ def test_neighbour_drop_takes_the_image_beside_away_and_keeps_the_condition(tmp_
     dropped, beside_grad = step(1.0, emb)
     assert beside_grad == 0  # every sample saw the zero image
     assert dropped != step(1.0, torch.zeros_like(emb))[0]  # and still its condition
+
+
+def test_neighbour_pool_sets_how_many_nearest_others_a_decoder_trains_beside(tmp_path, clip):
+    from multimodal_train.config import DecoderSection
+    from multimodal_train.decoder import check_section, neighbour_bank
+
+    unet, _ = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares()
+    cache = {"images": images.numpy(), "image_emb": emb.numpy(), "clip_hash": clip.fingerprint()}
+    assert neighbour_bank(unet, DecoderSection(), cache)[1].shape == (8, 2)  # retrieval_top_k, as it samples
+    _, neighbours = neighbour_bank(unet, DecoderSection(neighbour_pool=5), cache)
+    assert neighbours.shape == (8, 5) and not (neighbours == torch.arange(8)[:, None]).any()  # never itself
+    with pytest.raises(UsageError, match="smaller than the 8 training images"):
+        neighbour_bank(unet, DecoderSection(neighbour_pool=8), cache)
+    plain, _ = create_decoder(decoder_json(tmp_path, retrieval=False), clip.embed_dim)
+    with pytest.raises(UsageError, match="for retrieval decoders"):
+        check_section(plain, DecoderSection(neighbour_drop=0.3))
