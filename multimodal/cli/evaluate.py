@@ -101,8 +101,7 @@ def run_generation(args) -> int:
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    if args.bf16:
-        pipe.enable_bf16()
+    pipe.enable_bf16(args.bf16)
     if args.no_prior:
         pipe.prior = EmbeddingPrior.identity(pipe.clip.embed_dim)
     judge = from_pretrained(args.judge) if args.judge else pipe.clip

@@ -48,8 +48,7 @@ def run(args) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty(), desc="denoising")
-    if args.bf16:
-        pipe.enable_bf16()
+    pipe.enable_bf16(args.bf16)
     guidance = {} if args.guidance is None else {"guidance_scale": args.guidance}
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
                   num_images_per_prompt=args.num_images, **guidance,

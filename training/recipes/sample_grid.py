@@ -128,8 +128,7 @@ def main() -> None:
     args.guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
-    if args.bf16:
-        pipe.enable_bf16()
+    pipe.enable_bf16(args.bf16)
     if args.out:
         images = pipe(PROMPTS, num_inference_steps=20, guidance_scale=args.guidance,
                       generator=torch.Generator().manual_seed(0)).images
