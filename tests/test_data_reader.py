@@ -4,6 +4,7 @@ import torch
 import webdataset as wds
 from conftest import make_image, png_bomb_bytes
 from open_clip import image_transform
+from PIL import Image
 
 from multimodal.data.images import open_image
 from multimodal.data.reader import ShardReader
@@ -171,3 +172,39 @@ def test_training_samples_each_part_by_its_upsampling_factor(shards, tmp_path):
     assert 0.20 < share_of_small(spec, [1, 10]) < 0.40  # 10 of 34
     with pytest.raises(UsageError, match="one non-negative factor per"):
         shard_weights(spec, [1])
+
+
+def clear_image_shard(tmp_path):
+    """One fully transparent 32x32 image: whatever the reader returns is the background it composited onto."""
+    folder = tmp_path / "clear" / "x"
+    folder.mkdir(parents=True)
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(folder / "clear.png")
+    (folder / "clear.txt").write_text("nothing at all\n")
+    write_shards(load_source(tmp_path / "clear"), tmp_path / "clear-shards", shard_size=5, progress=False)
+    return tmp_path / "clear-shards"
+
+
+def backgrounds(spec, background_p, seed=0):
+    reader = ShardReader(spec, image_transform=TRANSFORM, batch_size=16, train=True, seed=seed, shuffle_buffer=0,
+                         background_p=background_p)
+    return next(iter(reader))["image"]  # [16, 3, 32, 32], normalised
+
+
+def test_random_backgrounds_replace_white_for_their_share_reproducibly(tmp_path):
+    spec = clear_image_shard(tmp_path)
+    white = backgrounds(spec, 0.0)
+    assert torch.allclose(white, white[:1].expand_as(white))  # every one the same white
+    mixed = backgrounds(spec, 0.5)
+    is_white = [torch.allclose(img, white[0]) for img in mixed]
+    assert 2 <= sum(is_white) <= 14  # about half, out of 16
+    others = mixed[[not w for w in is_white]]
+    assert len({round(img.mean().item(), 4) for img in others}) == len(others)  # each background its own
+    assert torch.equal(mixed, backgrounds(spec, 0.5))  # the same seed draws the same backgrounds
+    assert not torch.equal(mixed, backgrounds(spec, 0.5, seed=1))
+
+
+def test_background_share_is_checked(shards):
+    with pytest.raises(UsageError, match="from 0 to 1"):
+        ShardReader(shards, image_transform=TRANSFORM, train=True, background_p=1.5)
+    with pytest.raises(UsageError, match="training augmentation"):
+        ShardReader(shards, image_transform=TRANSFORM, train=False, background_p=0.5)

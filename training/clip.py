@@ -88,7 +88,7 @@ def make_data(cfg: TrainConfig, model, info: DistInfo) -> StepBatches:
                          tokenizer=model.tokenizer, batch_size=cfg.data.batch_size, train=True, seed=cfg.seed,
                          num_workers=cfg.data.num_workers, shuffle_buffer=cfg.data.shuffle_buffer, rank=info.rank,
                          world_size=info.world_size, device=info.device,
-                         upsampling_factors=cfg.data.upsampling_factors or None,
+                         upsampling_factors=cfg.data.upsampling_factors or None, background_p=cfg.data.background_p,
                          caption_transform=caption_templater(cfg.data.caption_templates, cfg.data.caption_template_p))
     return StepBatches(reader, cfg.optim.accum_steps, info)
 

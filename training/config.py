@@ -49,6 +49,7 @@ class DataSection:
     imagenet_distill: float = 0.0  # weight of distilling the ImageNet classifier on the batch (needs imagenet_pairs)
     imagenet_distill_min_p: float = 0.0  # distil only images whose teacher top-1 probability is at least this
     imagenet_glosses: bool = False  # the pairs' captions also use WordNet synonyms and glosses, not only the name
+    background_p: float = 0.0  # share of transparent images put on a random background instead of white
 
 
 @dataclass
@@ -217,8 +218,8 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "decoder.snr_gamma", "decoder.eval_images", "decoder.neighbour_pool")
 POSITIVE = ("optim.lr", "optim.eps", "optim.tower_lr_scale")
 BELOW_ONE = ("decoder.jitter_scale",)  # a scale of 1 - 1 = 0 would divide by zero
-UNIT_INTERVAL = ("data.caption_template_p", "data.imagenet_distill_min_p", "decoder.cond_drop", "decoder.ema_decay",
-                 "decoder.self_neighbour", "decoder.neighbour_drop", "decoder.jitter_shift")
+UNIT_INTERVAL = ("data.caption_template_p", "data.background_p", "data.imagenet_distill_min_p", "decoder.cond_drop",
+                 "decoder.ema_decay", "decoder.self_neighbour", "decoder.neighbour_drop", "decoder.jitter_shift")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -111,11 +111,18 @@ def open_image(
 def to_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
     if mode != "RGB" or img.mode == "RGB":
         return img.convert(mode) if img.mode != mode else img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return composite(img, Image.new("RGB", img.size, (255, 255, 255)))
+
+
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def composite(img: Image.Image, background: Image.Image) -> Image.Image:
+    """`img` over `background` (RGB, the same size) -> RGB; an image without transparency is only converted."""
+    if not has_alpha(img):
+        return img.convert("RGB")
+    return Image.alpha_composite(background.convert("RGBA"), img.convert("RGBA")).convert("RGB")
 
 
 def is_image_path(path: str | os.PathLike) -> bool:

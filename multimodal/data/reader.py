@@ -26,7 +26,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.backgrounds import random_background
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, composite, open_image, to_mode
 from multimodal.data.samples import parse_sample
 from multimodal.data.urls import expand_urls, read_index, shard_dir, shard_weights
 from multimodal.distributed import current
@@ -83,7 +84,7 @@ class ShardDataset(IterableDataset):
                  resampled: bool, shuffle_buffer: int, seed: int, epoch: int, rank: int, world_size: int,
                  max_pixels: int | None, draft_size: int | None, return_meta: bool,
                  caption_transform: Callable[[str], str] | None = None, weights: list[float] | None = None,
-                 worker_offset: int = 0, resume_consumed: dict[int, int] | None = None):
+                 worker_offset: int = 0, resume_consumed: dict[int, int] | None = None, background_p: float = 0.0):
         super().__init__()
         self.urls = urls
         self.weights = weights
@@ -101,6 +102,7 @@ class ShardDataset(IterableDataset):
         self.caption_transform = caption_transform
         self.worker_offset = worker_offset
         self.resume_consumed = resume_consumed or {}
+        self.background_p = background_p
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
@@ -178,10 +180,14 @@ class ShardDataset(IterableDataset):
             return None
         caption = self.caption_transform(raw.caption) if self.caption_transform is not None else raw.caption
         try:
-            image = open_image(raw.image, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            image = open_image(raw.image, max_pixels=self.max_pixels, draft_size=self.draft_size, mode=None)
         except ImageError as e:
             skipped[e.reason] += 1
             return None
+        if self.background_p and random.random() < self.background_p:  # seeded per sample in training
+            image = composite(image, random_background(image.size, random.Random(random.getrandbits(64))))
+        else:
+            image = to_mode(image, "RGB")
         pixels = self.pil_transform(image)
         out = {"image": to_uint8_tensor(pixels) if self.mean is not None else pixels, "caption": caption,
                "key": raw.key}
@@ -221,6 +227,8 @@ class ShardReader:
         caption_transform: applied to each caption before tokenization (e.g. random prompt templates);
             in training, `random` and torch's RNG are seeded per sample, so it stays reproducible.
         upsampling_factors: training only: one per `::` part of `spec` (3 = its samples 3x as likely).
+        background_p: training only: the share of transparent images composited onto a random background
+            (`multimodal.data.backgrounds`) instead of white.
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
@@ -229,9 +237,13 @@ class ShardReader:
                  draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
                  world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu",
                  caption_transform: Callable[[str], str] | None = None,
-                 upsampling_factors: Sequence[float] | None = None):
+                 upsampling_factors: Sequence[float] | None = None, background_p: float = 0.0):
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 <= background_p <= 1:
+            raise UsageError(f"background_p is a share of the images: from 0 to 1, got {background_p}")
+        if background_p and not train:
+            raise UsageError("background_p is a training augmentation: evaluation reads images as they are")
         self.urls = expand_urls(spec)
         self.train = train
         self.image_transform = image_transform
@@ -244,7 +256,7 @@ class ShardReader:
             epoch=epoch, rank=joined.rank if rank is None else rank,
             world_size=joined.world_size if world_size is None else world_size, max_pixels=max_pixels,
             draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform,
-            weights=shard_weights(spec, upsampling_factors) if train else None)
+            weights=shard_weights(spec, upsampling_factors) if train else None, background_p=background_p)
         self.stats = ReaderStats()
         self._resume: dict | None = None
         self.device = torch.device(device)

@@ -28,7 +28,7 @@ from pathlib import Path
 import webdataset as wds
 from PIL import Image
 
-from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, has_alpha, open_image
 from multimodal.data.resume import acquire_lock, atomic_write_text, check_parent, check_plan, describe_plan, init_worker
 from multimodal.data.sources import SourceItem, load_image_bytes
 from multimodal.errors import UsageError
@@ -72,13 +72,13 @@ def encode_image(data: bytes, max_side: int | None, max_pixels: int | None,
         return ext, data, size
     if max_side is not None and max(size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    transparent = has_alpha(img)
     buf = io.BytesIO()
-    if ext == "jpg" and not has_alpha:
+    if ext == "jpg" and not transparent:
         img.convert("RGB").save(buf, "JPEG", quality=95)
     else:
         ext = "png"
-        img.convert("RGBA" if has_alpha else "RGB").save(buf, "PNG", optimize=False)
+        img.convert("RGBA" if transparent else "RGB").save(buf, "PNG", optimize=False)
     return ext, buf.getvalue(), size
 
 
