@@ -269,3 +269,23 @@ def test_neighbour_pool_sets_how_many_nearest_others_a_decoder_trains_beside(tmp
     plain, _ = create_decoder(decoder_json(tmp_path, retrieval=False), clip.embed_dim)
     with pytest.raises(UsageError, match="for retrieval decoders"):
         check_section(plain, DecoderSection(neighbour_drop=0.3))
+    with pytest.raises(UsageError, match="for retrieval decoders"):
+        check_section(plain, DecoderSection(neighbour_other_concepts=True))
+
+
+def test_neighbour_other_concepts_never_trains_beside_the_same_caption(tmp_path, clip):
+    from multimodal_train.config import DecoderSection
+    from multimodal_train.decoder import neighbour_bank
+
+    unet, _ = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares()  # i and i + 4 are copies of one colour, so each has 6 others
+    captions = ["a", "A", "b", "b", "c", "C", "d", "d"]  # four concepts, each drawn twice
+    cache = {"images": images.numpy(), "image_emb": emb.numpy(), "clip_hash": clip.fingerprint(), "captions": captions}
+    plain = neighbour_bank(unet, DecoderSection(neighbour_pool=6), cache)[1]
+    assert (plain == torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])[:, None]).any(1).all()  # each with its concept's other
+    others = neighbour_bank(unet, DecoderSection(neighbour_pool=5, neighbour_other_concepts=True), cache)[1]
+    assert others.shape == (8, 5)
+    for i, row in enumerate(others.tolist()):
+        assert i not in row and all(captions[j].lower() != captions[i].lower() for j in row)
+    with pytest.raises(UsageError, match="fewer than 6 bank images"):
+        neighbour_bank(unet, DecoderSection(neighbour_pool=6, neighbour_other_concepts=True), cache)

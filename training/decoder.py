@@ -98,9 +98,9 @@ def check_section(unet, section: DecoderSection) -> None:
 
     if unet.config.get("retrieval_top_k"):
         check_bank_size(unet.config.sample_size, section.bank_size or unet.config.sample_size)
-    elif section.neighbour_pool or section.neighbour_drop:
-        raise UsageError(f"decoder.neighbour_pool and decoder.neighbour_drop are for retrieval decoders, and "
-                         f"{section.config} has no retrieval_top_k")
+    elif section.neighbour_pool or section.neighbour_drop or section.neighbour_other_concepts:
+        raise UsageError("decoder.neighbour_pool, neighbour_drop and neighbour_other_concepts are for retrieval "
+                         f"decoders, and {section.config} has no retrieval_top_k")
     size = unet.config.get("low_res_size")
     if not size:
         if section.base:
@@ -123,7 +123,8 @@ NEAR_COPY = 0.98  # CLIP cosine above which two training images count as copies 
 def neighbour_bank(unet, section: DecoderSection, cache: dict):
     """For a retrieval decoder: the bank of its training images, and each image's K nearest others [N, K] (itself
     and its near-copies left out, so that it learns to change a neighbour, not to copy it; K is `neighbour_pool`, or
-    the decoder's `retrieval_top_k` as it samples); else (None, None)."""
+    the decoder's `retrieval_top_k` as it samples; with `neighbour_other_concepts`, none of them has the image's own
+    caption, as a held-out concept's neighbours never do); else (None, None)."""
     from multimodal.generation import NeighbourBank
 
     if not unet.config.get("retrieval_top_k"):
@@ -136,9 +137,17 @@ def neighbour_bank(unet, section: DecoderSection, cache: dict):
     if k >= len(emb):
         raise UsageError(f"{k} nearest others per image (decoder.neighbour_pool, else retrieval_top_k): the pool "
                          f"must be smaller than the {len(emb)} training images")
-    neighbours = torch.cat([bank.nearest(emb[i:i + 1024], k, exclude_above=NEAR_COPY)
+    concepts = concept_ids(cache["captions"]) if section.neighbour_other_concepts else None
+    neighbours = torch.cat([bank.nearest(emb[i:i + 1024], k, exclude_above=NEAR_COPY,
+                                         exclude_same=None if concepts is None else (concepts[i:i + 1024], concepts))
                             for i in range(0, len(emb), 1024)])
     return bank, neighbours
+
+
+def concept_ids(captions) -> torch.Tensor:
+    """Captions [N] -> [N] ids, equal for equal captions up to case: one concept drawn in several styles."""
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(str(c).lower(), len(ids)) for c in captions])
 
 
 def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device, bank=None):

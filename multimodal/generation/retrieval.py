@@ -55,13 +55,22 @@ class NeighbourBank(ModelMixin, ConfigMixin):
         bank.embeddings.copy_(F.normalize(embeddings, dim=-1).half().float())
         return bank
 
-    def nearest(self, cond: torch.Tensor, k: int, exclude_above: float | None = None) -> torch.Tensor:
+    def nearest(self, cond: torch.Tensor, k: int, exclude_above: float | None = None,
+                exclude_same: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """[B, D] -> [B, k] bank indices, nearest first; with `exclude_above`, bank entries whose cosine exceeds it
-        (the query image itself and its near-copies, for training) are passed over."""
+        (the query image itself and its near-copies, for training) are passed over; with `exclude_same` = (query
+        group ids [B], bank group ids [N]), so are the entries of the query's own group (e.g. its concept)."""
         sims = F.normalize(cond.float(), dim=-1) @ self.embeddings.float().T  # [B, N]
         if exclude_above is not None:
             sims = sims.masked_fill(sims > exclude_above, -2.0)
-        return sims.topk(min(k, len(self.embeddings)), dim=1).indices
+        if exclude_same is not None:
+            query, bank = exclude_same
+            sims = sims.masked_fill(query[:, None].to(sims.device) == bank[None].to(sims.device), -2.0)
+        values, indices = sims.topk(min(k, len(self.embeddings)), dim=1)
+        if values.min() <= -2.0:  # cosines are >= -1: a passed-over entry had to fill the k
+            raise UsageError(f"fewer than {k} bank images are left for some query once its near-copies and its own "
+                             "group are passed over")
+        return indices
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
         """Bank indices [B] -> images [B, 3, S, S] in [-1, 1]."""
