@@ -193,7 +193,8 @@ def backgrounds(spec, background_p, seed=0):
 def test_random_backgrounds_replace_white_for_their_share_reproducibly(tmp_path):
     spec = clear_image_shard(tmp_path)
     white = backgrounds(spec, 0.0)
-    assert torch.allclose(white, white[:1].expand_as(white))  # every one the same white
+    expected = TRANSFORM(Image.new("RGB", (32, 32), "white"))
+    assert torch.allclose(white, expected.expand_as(white), atol=1e-5)  # composited onto white, not black
     mixed = backgrounds(spec, 0.5)
     is_white = [torch.allclose(img, white[0]) for img in mixed]
     assert 2 <= sum(is_white) <= 14  # about half, out of 16
@@ -201,6 +202,26 @@ def test_random_backgrounds_replace_white_for_their_share_reproducibly(tmp_path)
     assert len({round(img.mean().item(), 4) for img in others}) == len(others)  # each background its own
     assert torch.equal(mixed, backgrounds(spec, 0.5))  # the same seed draws the same backgrounds
     assert not torch.equal(mixed, backgrounds(spec, 0.5, seed=1))
+
+
+def test_opaque_images_never_get_a_background(shards):
+    def images(background_p):
+        reader = ShardReader(shards, image_transform=TRANSFORM, batch_size=24, train=True, seed=0, shuffle_buffer=0,
+                             background_p=background_p)
+        return next(iter(reader))["image"]
+
+    assert torch.equal(images(0.0), images(1.0))
+
+
+def test_random_background_fills_a_non_square_image():
+    import numpy as np
+
+    from multimodal.data.backgrounds import random_background
+
+    images = [random_background((48, 20), np.random.default_rng(seed)) for seed in range(12)]
+    assert all(img.size == (48, 20) and img.mode == "RGB" for img in images)
+    colours = {len(img.getcolors(48 * 20)) for img in images}
+    assert 1 in colours and max(colours) > 900  # a solid colour, and noise with grain in nearly every pixel
 
 
 def test_background_share_is_checked(shards):

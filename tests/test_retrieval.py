@@ -287,5 +287,5 @@ def test_neighbour_other_concepts_never_trains_beside_the_same_caption(tmp_path,
     assert others.shape == (8, 5)
     for i, row in enumerate(others.tolist()):
         assert i not in row and all(captions[j].lower() != captions[i].lower() for j in row)
-    with pytest.raises(UsageError, match="fewer than 6 bank images"):
+    with pytest.raises(UsageError, match="fewer than the 6 nearest"):
         neighbour_bank(unet, DecoderSection(neighbour_pool=6, neighbour_other_concepts=True), cache)

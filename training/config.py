@@ -91,7 +91,7 @@ class DecoderSection:
     self_neighbour: float = 0.0  # retrieval decoders: share of samples whose neighbour is a jittered copy of itself
     neighbour_drop: float = 0.0  # retrieval decoders: share of conditioned samples that see the zero image beside
     neighbour_pool: int = 0  # retrieval decoders: train beside one of this many nearest others; 0: retrieval_top_k
-    neighbour_other_concepts: bool = False  # retrieval decoders: never train beside an image of the same caption
+    neighbour_other_concepts: bool = False  # retrieval decoders: no drawn neighbour has the image's caption
     jitter_scale: float = 0.1  # that copy's random scale, 1 +- this
     jitter_shift: float = 0.06  # its random shift, up to +- this share of the image's side
     jitter_flip: bool = True  # and a random left-right flip

@@ -98,9 +98,12 @@ def check_section(unet, section: DecoderSection) -> None:
 
     if unet.config.get("retrieval_top_k"):
         check_bank_size(unet.config.sample_size, section.bank_size or unet.config.sample_size)
-    elif section.neighbour_pool or section.neighbour_drop or section.neighbour_other_concepts:
-        raise UsageError("decoder.neighbour_pool, neighbour_drop and neighbour_other_concepts are for retrieval "
-                         f"decoders, and {section.config} has no retrieval_top_k")
+    else:
+        knobs = [f"decoder.{key}" for key in ("neighbour_pool", "neighbour_drop", "neighbour_other_concepts")
+                 if getattr(section, key)]
+        if knobs:
+            raise UsageError(f"{', '.join(knobs)}: for retrieval decoders, and {section.config} has no "
+                             "retrieval_top_k")
     size = unet.config.get("low_res_size")
     if not size:
         if section.base:
@@ -145,9 +148,9 @@ def neighbour_bank(unet, section: DecoderSection, cache: dict):
 
 
 def concept_ids(captions) -> torch.Tensor:
-    """Captions [N] -> [N] ids, equal for equal captions up to case: one concept drawn in several styles."""
+    """Captions [N] -> [N] ids, equal for captions equal up to case and spacing: one concept drawn in several styles."""
     ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(str(c).lower(), len(ids)) for c in captions])
+    return torch.tensor([ids.setdefault(" ".join(str(c).split()).casefold(), len(ids)) for c in captions])
 
 
 def pipeline(clip: LazyClip, section: DecoderSection, unet, noise_scheduler, device, bank=None):

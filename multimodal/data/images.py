@@ -111,6 +111,8 @@ def open_image(
 def to_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
     if mode != "RGB" or img.mode == "RGB":
         return img.convert(mode) if img.mode != mode else img
+    if not has_alpha(img):
+        return img.convert("RGB")
     return composite(img, Image.new("RGB", img.size, (255, 255, 255)))
 
 

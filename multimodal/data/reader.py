@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
-import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from multimodal.data.backgrounds import random_background
-from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, composite, open_image, to_mode
+from multimodal.data.backgrounds import on_background
+from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from multimodal.data.samples import parse_sample
+from multimodal.data.transforms import split_transform, to_uint8_tensor
 from multimodal.data.urls import expand_urls, read_index, shard_dir, shard_weights
 from multimodal.distributed import current
 from multimodal.errors import UsageError
@@ -37,30 +37,6 @@ from multimodal.errors import UsageError
 def derive_seed(*parts: int) -> int:
     """A stable seed from integers (webdataset's make_seed hashes strings, which varies per process)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
-
-
-def split_transform(transform: Callable) -> tuple[Callable, torch.Tensor | None, torch.Tensor | None]:
-    """Split a torchvision `Compose([... PIL steps ..., ToTensor, Normalize])` into its PIL part and (mean, std).
-
-    The reader then turns each image into a uint8 tensor, and converts + normalizes once per batch in
-    the main process (or on the GPU): the same numbers as the per-sample transform (same operations,
-    same order), with a quarter of the bytes between processes and no float copy per image. Any
-    other transform is applied per sample, unchanged.
-    """
-    steps = getattr(transform, "transforms", None)
-    if (not steps or len(steps) < 2 or type(steps[-1]).__name__ != "Normalize"
-            or type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor")):
-        return transform, None, None
-    from torchvision.transforms import Compose
-
-    mean = torch.tensor(steps[-1].mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(steps[-1].std, dtype=torch.float32).view(1, -1, 1, 1)
-    return Compose(steps[:-2]), mean, std
-
-
-def to_uint8_tensor(image) -> torch.Tensor:
-    """PIL RGB image -> [3, H, W] uint8 (a view of the decoded pixels, no float copy)."""
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 @dataclass
@@ -184,10 +160,7 @@ class ShardDataset(IterableDataset):
         except ImageError as e:
             skipped[e.reason] += 1
             return None
-        if self.background_p and random.random() < self.background_p:  # seeded per sample in training
-            image = composite(image, random_background(image.size, random.Random(random.getrandbits(64))))
-        else:
-            image = to_mode(image, "RGB")
+        image = on_background(image, self.background_p)  # white unless training draws a random one
         pixels = self.pil_transform(image)
         out = {"image": to_uint8_tensor(pixels) if self.mean is not None else pixels, "caption": caption,
                "key": raw.key}
@@ -243,7 +216,8 @@ class ShardReader:
         if not 0 <= background_p <= 1:
             raise UsageError(f"background_p is a share of the images: from 0 to 1, got {background_p}")
         if background_p and not train:
-            raise UsageError("background_p is a training augmentation: evaluation reads images as they are")
+            raise UsageError(f"background_p={background_p} is a training augmentation (train=True); evaluation "
+                             "always composites transparent images onto white")
         self.urls = expand_urls(spec)
         self.train = train
         self.image_transform = image_transform

@@ -22,6 +22,8 @@ from torch.nn import functional as F
 
 from multimodal.errors import UsageError
 
+PASSED_OVER = -2.0  # below any cosine: what `nearest` fills in for the bank entries it passes over
+
 
 def check_bank_size(decoder_size: int, bank_size: int) -> None:
     """A bank's images are upscaled by a whole factor to the decoder's size, so its size must divide the decoder's."""
@@ -61,16 +63,22 @@ class NeighbourBank(ModelMixin, ConfigMixin):
         (the query image itself and its near-copies, for training) are passed over; with `exclude_same` = (query
         group ids [B], bank group ids [N]), so are the entries of the query's own group (e.g. its concept)."""
         sims = F.normalize(cond.float(), dim=-1) @ self.embeddings.float().T  # [B, N]
+        if exclude_above is None and exclude_same is None:
+            return sims.topk(min(k, len(self.embeddings)), dim=1).indices
         if exclude_above is not None:
-            sims = sims.masked_fill(sims > exclude_above, -2.0)
+            sims = sims.masked_fill(sims > exclude_above, PASSED_OVER)
         if exclude_same is not None:
             query, bank = exclude_same
-            sims = sims.masked_fill(query[:, None].to(sims.device) == bank[None].to(sims.device), -2.0)
-        values, indices = sims.topk(min(k, len(self.embeddings)), dim=1)
-        if values.min() <= -2.0:  # cosines are >= -1: a passed-over entry had to fill the k
-            raise UsageError(f"fewer than {k} bank images are left for some query once its near-copies and its own "
-                             "group are passed over")
-        return indices
+            if len(query) != len(cond) or len(bank) != len(self.embeddings):
+                raise UsageError(f"exclude_same needs one group id per query ({len(cond)}) and per bank image "
+                                 f"({len(self.embeddings)}), got {len(query)} and {len(bank)}")
+            sims = sims.masked_fill(query[:, None].to(sims.device) == bank[None].to(sims.device), PASSED_OVER)
+        left = (sims > PASSED_OVER).sum(dim=1)  # [B]
+        if (left < k).any():
+            row = int(left.argmin())
+            raise UsageError(f"query {row} has only {int(left[row])} bank images left once its near-copies and its own "
+                             f"group are passed over, fewer than the {k} nearest asked for")
+        return sims.topk(min(k, len(self.embeddings)), dim=1).indices
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
         """Bank indices [B] -> images [B, 3, S, S] in [-1, 1]."""
