@@ -121,9 +121,8 @@ def has_alpha(img: Image.Image) -> bool:
 
 
 def composite(img: Image.Image, background: Image.Image) -> Image.Image:
-    """`img` over `background` (RGB, the same size) -> RGB; an image without transparency is only converted."""
-    if not has_alpha(img):
-        return img.convert("RGB")
+    """A transparent `img` over `background` (RGB, the same size) -> RGB; callers check `has_alpha` first, so that an
+    opaque image costs no background."""
     return Image.alpha_composite(background.convert("RGBA"), img.convert("RGBA")).convert("RGB")
 
 

@@ -63,8 +63,6 @@ class NeighbourBank(ModelMixin, ConfigMixin):
         (the query image itself and its near-copies, for training) are passed over; with `exclude_same` = (query
         group ids [B], bank group ids [N]), so are the entries of the query's own group (e.g. its concept)."""
         sims = F.normalize(cond.float(), dim=-1) @ self.embeddings.float().T  # [B, N]
-        if exclude_above is None and exclude_same is None:
-            return sims.topk(min(k, len(self.embeddings)), dim=1).indices
         if exclude_above is not None:
             sims = sims.masked_fill(sims > exclude_above, PASSED_OVER)
         if exclude_same is not None:
@@ -73,11 +71,12 @@ class NeighbourBank(ModelMixin, ConfigMixin):
                 raise UsageError(f"exclude_same needs one group id per query ({len(cond)}) and per bank image "
                                  f"({len(self.embeddings)}), got {len(query)} and {len(bank)}")
             sims = sims.masked_fill(query[:, None].to(sims.device) == bank[None].to(sims.device), PASSED_OVER)
-        left = (sims > PASSED_OVER).sum(dim=1)  # [B]
-        if (left < k).any():
-            row = int(left.argmin())
-            raise UsageError(f"query {row} has only {int(left[row])} bank images left once its near-copies and its own "
-                             f"group are passed over, fewer than the {k} nearest asked for")
+        if exclude_above is not None or exclude_same is not None:
+            left = (sims > PASSED_OVER).sum(dim=1)  # [B] entries not passed over
+            if (left < k).any():
+                row = int(left.argmin())
+                raise UsageError(f"query {row} has only {int(left[row])} bank images left once its near-copies and its "
+                                 f"own group are passed over, fewer than the {k} nearest asked for")
         return sims.topk(min(k, len(self.embeddings)), dim=1).indices
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
