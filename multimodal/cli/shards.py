@@ -9,8 +9,8 @@ import sys
 from multimodal.cli import add_subcommand
 
 # the registry's names, spelled out so that `--help` does not import the corpus builders; a test keeps them equal
-CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "twemoji", "openmoji", "emojione", "icons",
-                "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis"]
+CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "gcompris", "twemoji", "openmoji", "emojione",
+                "icons", "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis"]
 
 WRITE_HELP = """\
 Write webdataset .tar shards from one of these sources:
@@ -39,6 +39,7 @@ every emoji corpus. Sources (Debian packages, installed with apt-get, and npm pa
   tuxpaint       tuxpaint-stamps-default             caption: the stamp's .txt       (GPL-2.0)
   emoji          fonts-noto-color-emoji + emoji (PyPI) caption: Unicode name         (OFL-1.1)
   fashion-mnist  dataset-fashion-mnist               ImageFolder of 10 classes       (MIT)
+  gcompris       gcompris-qt-data                    photos + drawings, file names   (per sample; GPL-3+)
   twemoji        emoji-datasource-twitter (npm)      caption: emoji name             (CC-BY-4.0)
   openmoji       openmoji (npm)                      caption: CLDR annotation        (CC-BY-SA-4.0)
   emojione       @iconify-json/emojione (npm)        caption: icon name              (CC-BY-4.0)

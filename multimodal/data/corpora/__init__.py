@@ -23,6 +23,7 @@ CORPORA = {
     "tuxpaint": "multimodal.data.corpora.tuxpaint",
     "emoji": "multimodal.data.corpora.emoji",
     "fashion-mnist": "multimodal.data.corpora.fashion_mnist",
+    "gcompris": "multimodal.data.corpora.gcompris",
     "twemoji": "multimodal.data.corpora.twemoji",
     "openmoji": "multimodal.data.corpora.openmoji",
     "emojione": "multimodal.data.corpora.iconify:EMOJIONE",
