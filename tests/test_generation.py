@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 import multimodal as mm
 from multimodal.data.images import ImageError
+from multimodal.errors import UsageError
 from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
 from multimodal_train.embedding_cache import cache_path
 
@@ -44,16 +45,17 @@ def test_outputs_and_step_callback(pipe):
     assert steps == [0, 1, 2, 3]
 
 
-def reference_loop(pipe, scheduler, guidance_scale: float, steps: int = 4) -> np.ndarray:
-    """diffusers' own classifier-free guidance loop, written out with the pipeline's parts (one branch at a time)."""
+def reference_loop(pipe, scheduler, guidance_scale: float, steps: int = 4, guided_steps: int = 4) -> np.ndarray:
+    """diffusers' own classifier-free guidance loop, written out with the pipeline's parts (one branch at a time),
+    guided in the first `guided_steps` steps."""
     scheduler.set_timesteps(steps)
     x = torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(0)) * scheduler.init_noise_sigma
     with torch.inference_mode():
         cond = pipe.prior(pipe.clip.embed_texts(["a red apple"]))
-        for t in scheduler.timesteps:
+        for i, t in enumerate(scheduler.timesteps):
             inp = scheduler.scale_model_input(x, t)
             eps = pipe.decoder(inp, t, encoder_hidden_states=None, class_labels=cond).sample
-            if guidance_scale != 1:
+            if guidance_scale != 1 and i < guided_steps:
                 null = torch.zeros_like(cond)
                 eps_uncond = pipe.decoder(inp, t, encoder_hidden_states=None, class_labels=null).sample
                 eps = eps_uncond + guidance_scale * (eps - eps_uncond)
@@ -67,6 +69,24 @@ def test_guidance_scale_one_is_plain_conditional_sampling(pipe):
     plain = reference_loop(pipe, DPMSolverMultistepScheduler.from_config(pipe.scheduler.config), 1.0)
     assert np.abs(images - plain).max() < 1e-6
     assert np.abs(generate(pipe, guidance_scale=3.0) - images).max() > 1e-4  # guidance does change the result
+
+
+def test_guidance_cutoff_guides_the_first_steps_only(pipe):
+    """With `guidance_cutoff` 0.5, the first half of the steps is guided and the rest is the conditional branch
+    alone, exactly as the written-out loop does; out-of-range shares are refused."""
+    full = generate(pipe, guidance_scale=3.0)
+    pipe.guidance_cutoff = 0.5
+    try:
+        half = generate(pipe, guidance_scale=3.0)
+        pipe.guidance_cutoff = 0.0
+        with pytest.raises(UsageError, match="guidance_cutoff"):
+            generate(pipe)
+    finally:
+        pipe.guidance_cutoff = 1.0
+    scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    assert np.abs(half - reference_loop(pipe, scheduler, 3.0, guided_steps=2)).max() < 1e-5
+    assert np.abs(half - full).max() > 1e-4
+    assert np.abs(full - reference_loop(pipe, scheduler, 3.0)).max() < 1e-5
 
 
 def test_bf16_sampling_follows_float32_and_leaves_the_weights_alone(pipe):

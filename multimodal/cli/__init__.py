@@ -50,6 +50,7 @@ def checked(parse: Callable[[str], float], ok: Callable[[float], bool], what: st
 positive_int = checked(int, lambda v: v >= 1, "a whole number of at least 1")
 unit_interval = checked(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")  # NaN fails the comparison
 finite_float = checked(float, math.isfinite, "a finite number")
+step_share = checked(float, lambda v: 0.0 < v <= 1.0, "a share above 0 and at most 1")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from multimodal.cli import add_subcommand, positive_int
+from multimodal.cli import add_subcommand, positive_int, step_share
 from multimodal.errors import UsageError
 
 EVAL_HELP = """\
@@ -37,6 +37,8 @@ def register(sub) -> None:
     g.add_argument("--steps", default="20", help="comma-separated step counts, e.g. 10,20,50")
     g.add_argument("--guidance", default=None, help="comma-separated guidance scales, e.g. 3,8 (default: the "
                    "pipeline's default guidance)")
+    g.add_argument("--guidance-cutoff", type=step_share, default=None, help="the share of the steps that are guided, "
+                   "from the first (default: the pipeline's own); text images and --reconstruction")
     g.add_argument("--judge", default=None, help="CLIP that scores the images (default: the pipeline's own)")
     g.add_argument("--grid-dir", default=None, help="save a PNG grid of the generated images per setting here")
     g.add_argument("--no-text", action="store_true", help="skip the text->image metrics (prior + decoder)")
@@ -102,6 +104,8 @@ def run_generation(args) -> int:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_bf16(args.bf16)
+    if args.guidance_cutoff is not None:
+        pipe.guidance_cutoff = args.guidance_cutoff
     if args.no_prior:
         pipe.prior = EmbeddingPrior.identity(pipe.clip.embed_dim)
     judge = from_pretrained(args.judge) if args.judge else pipe.clip
@@ -121,6 +125,7 @@ def run_generation(args) -> int:
     if args.out:
         payload = {"model": args.model, "prior": "identity (the text embedding)" if args.no_prior else "the pipeline's",
                    "judge": args.judge or "the pipeline's CLIP", "task": "generation", "bf16": pipe.bf16,
+                   "guidance_cutoff": pipe.guidance_cutoff,
                    "feature_space": "CLIP image embeddings of the judge (not Inception: FID is not available "
                                     "offline)", "results": rows, "decoder_diagnostics": diagnostics}
         Path(args.out).write_text(json.dumps(payload, indent=2))

@@ -6,7 +6,7 @@ import random
 import sys
 from pathlib import Path
 
-from multimodal.cli import add_subcommand, checked, finite_float, positive_int
+from multimodal.cli import add_subcommand, checked, finite_float, positive_int, step_share
 
 GENERATE_HELP = """\
 Generate images from a prompt: CLIP text embedding -> prior -> CLIP image embedding -> diffusion
@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=20, help="denoising steps")
     p.add_argument("--guidance", type=finite_float, default=None,
                    help="classifier-free guidance scale (1 = none; default: the pipeline's own, 8)")
+    p.add_argument("--guidance-cutoff", type=step_share, default=None,
+                   help="the share of the denoising steps that are guided, from the first (default: the pipeline's "
+                   "own); the others run the conditional branch alone, at half the cost")
     p.add_argument("--seed", type=int, default=None, help="random seed (a random one is drawn and printed if omitted)")
     p.add_argument("--model", default="builtin", help="'builtin' or a pipeline folder")
     p.add_argument("--upscale", type=checked(int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"), default=1,
@@ -49,6 +52,8 @@ def run(args) -> int:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty(), desc="denoising")
     pipe.enable_bf16(args.bf16)
+    if args.guidance_cutoff is not None:
+        pipe.guidance_cutoff = args.guidance_cutoff
     guidance = {} if args.guidance is None else {"guidance_scale": args.guidance}
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
                   num_images_per_prompt=args.num_images, **guidance,

@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--judge", action="append", default=None,
                         help="tagger that scores the everyday images (repeatable; default: the shipped builtin)")
     parser.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast (pipe.enable_bf16())")
+    parser.add_argument("--guidance-cutoff", type=float, default=None,
+                        help="the share of the steps that are guided (default: the pipeline's own)")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
     from multimodal.generation.grid import captioned_grid
@@ -129,6 +131,8 @@ def main() -> None:
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_bf16(args.bf16)
+    if args.guidance_cutoff is not None:
+        pipe.guidance_cutoff = args.guidance_cutoff
     if args.out:
         images = pipe(PROMPTS, num_inference_steps=20, guidance_scale=args.guidance,
                       generator=torch.Generator().manual_seed(0)).images
