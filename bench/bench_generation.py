@@ -24,9 +24,7 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
                bf16: bool = False, cutoff: float = 1.0) -> tuple[torch.Tensor, float, float]:
     """The reference: diffusers' scheduler API driven by hand, as in the diffusers docs; guided for the first
     `cutoff` share of the steps, then the conditional half alone (as diffusers' SDCFGCutoffCallback does)."""
-    import math
-
-    from multimodal.generation import decoder_condition, upsampler_input, with_beside
+    from multimodal.generation import decoder_condition, guided_steps, upsampler_input, with_beside
 
     encode = time.perf_counter()
     with torch.inference_mode():
@@ -43,10 +41,11 @@ def plain_loop(pipe, prompt: str, n: int, steps: int, guidance: float, seed: int
     k = pipe.decoder.config.get("retrieval_top_k")  # a retrieval decoder: one of the k nearest bank images beside x
     beside = pipe.bank.lookup(torch.cat([uncond, cond]), k, generator) if k else None
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        guided_until = guided_steps(steps, cutoff)
         for i, t in enumerate(scheduler.timesteps):
-            if i == math.ceil(steps * cutoff):
+            if i == guided_until:
                 kwargs, beside = decoder_condition(pipe.decoder, cond), beside[n:] if beside is not None else None
-            guided = i < math.ceil(steps * cutoff)
+            guided = i < guided_until
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
             if beside is not None:
                 inp = with_beside(pipe.decoder, inp, beside)
@@ -98,6 +97,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32, help="held-out prompts for quality; 0: latency only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--guidance-cutoff", type=float, default=None,
+                        help="the share of the steps that are guided (default: the pipeline's own); below 1, every "
+                             "step guided is timed too, for reference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
@@ -109,6 +111,8 @@ def main() -> None:
 
     pipe = TextToImagePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if args.guidance_cutoff is not None:
+        pipe.guidance_cutoff = args.guidance_cutoff
     for bf16 in (False, True) if bf16_is_fast("cpu") else (False,):
         latency(pipe, args.threads, args.repeats, bf16)
     if pipe.guidance_cutoff < 1:  # for reference: every step guided

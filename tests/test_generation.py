@@ -17,7 +17,7 @@ from torch.nn import functional as F
 import multimodal as mm
 from multimodal.data.images import ImageError
 from multimodal.errors import UsageError
-from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, sampling_scheduler
+from multimodal.generation import EmbeddingPrior, TextToImagePipeline, create_decoder, guided_steps, sampling_scheduler
 from multimodal_train.embedding_cache import cache_path
 
 
@@ -81,12 +81,15 @@ def test_guidance_cutoff_guides_the_first_steps_only(pipe):
         pipe.guidance_cutoff = 0.0
         with pytest.raises(UsageError, match="guidance_cutoff"):
             generate(pipe)
+        with pytest.raises(UsageError, match="guidance_cutoff"):  # the path reconstruction metrics take
+            pipe.sample(torch.ones(1, pipe.clip.embed_dim), torch.zeros(1, pipe.clip.embed_dim), 4, 3.0, None, 32, 32)
     finally:
         pipe.guidance_cutoff = 1.0
     scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     assert np.abs(half - reference_loop(pipe, scheduler, 3.0, guided_steps=2)).max() < 1e-5
     assert np.abs(half - full).max() > 1e-4
     assert np.abs(full - reference_loop(pipe, scheduler, 3.0)).max() < 1e-5
+    assert [guided_steps(*case) for case in ((25, 0.28), (20, 0.5), (20, 0.01), (4, 1.0))] == [7, 10, 1, 4]
 
 
 def test_bf16_sampling_follows_float32_and_leaves_the_weights_alone(pipe):

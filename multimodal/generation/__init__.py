@@ -5,6 +5,7 @@ from multimodal.generation.components import (
     create_decoder,
     decoder_condition,
     denoise,
+    guided_steps,
     sampling_scheduler,
     set_condition_stats,
     upsampler_input,
@@ -14,4 +15,4 @@ from multimodal.generation.pipeline import TextToImagePipeline
 from multimodal.generation.retrieval import NeighbourBank
 
 __all__ = ["EmbeddingPrior", "NeighbourBank", "TextToImagePipeline", "create_decoder", "decoder_condition", "denoise",
-           "sampling_scheduler", "set_condition_stats", "upsampler_input", "with_beside"]
+           "guided_steps", "sampling_scheduler", "set_condition_stats", "upsampler_input", "with_beside"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -158,3 +159,11 @@ def sampling_scheduler(train_config) -> DPMSolverMultistepScheduler:
     range. Without the clip, an epsilon-model's x0 estimate at high noise (errors scaled by 1/sqrt(alpha_bar), ~18x
     at t=950) throws a 20-step trajectory far outside [-1, 1], and the images come out as saturated noise."""
     return DPMSolverMultistepScheduler.from_config(train_config, thresholding=True, sample_max_value=1.0)
+
+
+def guided_steps(steps: int, cutoff: float) -> int:
+    """How many of `steps` sampling steps are guided when guidance stops after the `cutoff` share of them."""
+    if not 0 < cutoff <= 1:  # NaN fails too
+        raise UsageError(f"guidance_cutoff is the share of the steps that are guided, above 0 and at most 1; "
+                         f"got {cutoff!r}")
+    return math.ceil(round(steps * cutoff, 6))  # round: 25 * 0.28 is 7.000000000000001, which is 7 steps

@@ -27,7 +27,14 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
-from multimodal.generation.components import EmbeddingPrior, decoder_condition, denoise, upsampler_input, with_beside
+from multimodal.generation.components import (
+    EmbeddingPrior,
+    decoder_condition,
+    denoise,
+    guided_steps,
+    upsampler_input,
+    with_beside,
+)
 from multimodal.generation.retrieval import NeighbourBank, check_bank_size
 from multimodal.models import CLIPModel
 from multimodal.precision import bf16_is_fast
@@ -70,7 +77,7 @@ class TextToImagePipeline(DiffusionPipeline):
                               upsampler_scheduler=upsampler_scheduler, bank=bank)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
         self.bf16 = False  # enable_bf16()
-        self.guidance_cutoff = DEFAULT_GUIDANCE_CUTOFF
+        self.guidance_cutoff = DEFAULT_GUIDANCE_CUTOFF  # checked where it is used: guided_steps()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path = "builtin", **kwargs):
@@ -165,9 +172,6 @@ class TextToImagePipeline(DiffusionPipeline):
             raise UsageError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
         if not math.isfinite(guidance_scale) or guidance_scale < 0:
             raise UsageError(f"guidance_scale must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
-        if not 0 < self.guidance_cutoff <= 1:
-            raise UsageError(f"guidance_cutoff is the share of the steps that are guided, from 0 (excluded) to 1; "
-                             f"got {self.guidance_cutoff!r}")
         if not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
             raise UsageError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
         lo, hi = SIZE_RANGE
@@ -218,8 +222,8 @@ class TextToImagePipeline(DiffusionPipeline):
                          dtype=dtype) * scheduler.init_noise_sigma
         # schedulers differ in what step() takes; stochastic ones want the generator (as diffusers' pipelines do)
         extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-        guided = guidance_scale != 1.0
-        guided_steps = math.ceil(steps * self.guidance_cutoff)
+        guided_until = guided_steps(steps, self.guidance_cutoff) if guidance_scale != 1.0 else 0
+        guided = guided_until > 0
         labels = torch.cat([uncond, cond]) if guided else cond
         beside = low_res
         if beside is not None:
@@ -229,7 +233,7 @@ class TextToImagePipeline(DiffusionPipeline):
         beside = beside.to(device, dtype) if beside is not None else None
         condition = decoder_condition(unet, labels)  # the same at every step
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
-            if guided and i == guided_steps:  # from here on the conditional half alone
+            if guided and i == guided_until:  # from here on the conditional half alone
                 guided, condition = False, decoder_condition(unet, cond)
                 beside = beside[len(cond):] if beside is not None else None
             inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)

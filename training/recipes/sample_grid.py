@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from multimodal.cli import step_share
+
 PROMPTS = ["a red apple", "a smiling face", "a blue car", "a green tree", "a yellow star", "a red heart",
            "a cat", "a birthday cake", "a house", "a pizza", "a flower", "a rocket",
            "a dog", "a yellow banana", "a sailing boat", "a bird"]
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--judge", action="append", default=None,
                         help="tagger that scores the everyday images (repeatable; default: the shipped builtin)")
     parser.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast (pipe.enable_bf16())")
-    parser.add_argument("--guidance-cutoff", type=float, default=None,
+    parser.add_argument("--guidance-cutoff", type=step_share, default=None,
                         help="the share of the steps that are guided (default: the pipeline's own)")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
