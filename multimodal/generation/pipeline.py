@@ -231,7 +231,7 @@ class TextToImagePipeline(DiffusionPipeline):
         elif unet.config.get("retrieval_top_k"):  # one of the top-k bank images of each condition (null: zeros)
             beside = self.bank.lookup(labels, unet.config.retrieval_top_k, generator)
         beside = beside.to(device, dtype) if beside is not None else None
-        condition = decoder_condition(unet, labels)  # the same at every step
+        condition = decoder_condition(unet, labels)  # the same at every step while guided
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             if guided and i == guided_until:  # from here on the conditional half alone
                 guided, condition = False, decoder_condition(unet, cond)
