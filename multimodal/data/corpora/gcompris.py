@@ -3,8 +3,9 @@
 
 The pictures sit inside Qt resource archives (`multimodal.data.corpora.rcc`). Only the folders listed below are used,
 each checked by eye; board backgrounds, maps, letters and sprites are left out. A folder's README gives each photo's
-author, source and license (mostly public domain, CC0 and CC-BY-SA); pictures without a credit there fall under
-GCompris's own GPL-3.0-or-later. All pictures of one caption share a split, so a held-out concept is unseen.
+author, source and license (mostly public domain, CC0 and CC-BY-SA); a photo without a credit there is left out,
+and a drawing without one is GCompris's own, GPL-3.0-or-later. All pictures of one caption share a split, so a
+held-out concept is unseen.
 """
 
 from __future__ import annotations

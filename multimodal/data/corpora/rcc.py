@@ -2,7 +2,8 @@
 
 Hand-written because no maintained pure-Python reader exists; PySide6 reads it too, at ~100x the install size.
 The format (Qt's rcc.cpp): a `qres` header with the offsets of a node tree, a data block and a name block; a
-node is 22 bytes (name offset, flags, then child count + first child, or locale + data offset; then mtime).
+node is 22 bytes (name offset, flags, then child count + first child, or locale + data offset; then an mtime that
+version 1 lacks, 14 bytes).
 """
 
 from __future__ import annotations
