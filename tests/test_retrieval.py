@@ -289,3 +289,40 @@ def test_neighbour_other_concepts_never_trains_beside_the_same_caption(tmp_path,
         assert i not in row and all(captions[j].lower() != captions[i].lower() for j in row)
     with pytest.raises(UsageError, match="fewer than the 6 nearest"):
         neighbour_bank(unet, DecoderSection(neighbour_pool=6, neighbour_other_concepts=True), cache)
+
+
+def test_extend_bank_adds_training_shards_embedded_by_the_pipelines_clip(tmp_path, clip):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import WORDS, make_image
+
+    from multimodal.data.sources import SourceItem
+    from multimodal.data.writer import write_shards
+
+    retrieval, scheduler = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares(dim=clip.embed_dim)
+    bank = NeighbourBank.from_arrays(images, emb, clip.fingerprint())
+    TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), retrieval, sampling_scheduler(scheduler.config),
+                        bank=bank).save_pretrained(tmp_path / "pipe")
+    items = [SourceItem(f"s{i}", WORDS[i], str(make_image(tmp_path / f"{i}.png", seed=i)), [WORDS[i]])
+             for i in range(5)]
+    write_shards(items, tmp_path / "more" / "train", progress=False)
+    script = Path(__file__).resolve().parents[1] / "training" / "recipes" / "extend_bank.py"
+
+    def extend(data: Path, pipeline: str = "pipe") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), "--pipeline", str(tmp_path / pipeline), "--data",
+                               str(data), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+
+    done = extend(tmp_path / "more" / "train")
+    assert done.returncode == 0, done.stderr
+    out = TextToImagePipeline.from_pretrained(tmp_path / "out")
+    assert len(out.bank.images) == 13 and torch.equal(out.bank.images[:8], bank.images)
+    from multimodal.data.samples import iter_decoded
+
+    added = clip.embed_images([sample.image for sample in iter_decoded(str(tmp_path / "more" / "train"))])
+    assert torch.allclose(out.bank.embeddings[8:], added.half().float(), atol=1e-3)  # the pipeline's CLIP, unit norm
+    assert out.bank.config.clip_fingerprint == clip.fingerprint()
+    refused = extend(tmp_path / "more" / "eval")
+    assert refused.returncode != 0 and "training images only" in refused.stderr

@@ -9,8 +9,8 @@ import sys
 from multimodal.cli import add_subcommand
 
 # the registry's names, spelled out so that `--help` does not import the corpus builders; a test keeps them equal
-CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "gcompris", "twemoji", "openmoji", "emojione",
-                "icons", "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis"]
+CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "gcompris", "scratch", "twemoji", "openmoji",
+                "emojione", "icons", "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis"]
 
 WRITE_HELP = """\
 Write webdataset .tar shards from one of these sources:
@@ -33,7 +33,7 @@ Exit status: 0 when clean, 1 when any problem was found."""
 CORPUS_HELP = """\
 Build the offline corpora into shards, each with a fixed held-out split chosen by a stable hash of
 the sample key (OUT/NAME/train and OUT/NAME/eval); an emoji has the same key, so the same split, in
-every emoji corpus, and GCompris splits by caption, so a held-out concept is unseen. Sources (Debian
+every emoji corpus, and GCompris and Scratch split by caption, so a held-out concept is unseen. Sources (Debian
 packages, installed with apt-get, and npm packages, fetched with `npm pack` into data/sources/npm/
 on the first build; SVGs are drawn with rsvg-convert, librsvg2-bin):
   openclipart    openclipart-png + openclipart-svg   caption: SVG title + keywords   (public domain)
@@ -41,6 +41,7 @@ on the first build; SVGs are drawn with rsvg-convert, librsvg2-bin):
   emoji          fonts-noto-color-emoji + emoji (PyPI) caption: Unicode name         (OFL-1.1)
   fashion-mnist  dataset-fashion-mnist               ImageFolder of 10 classes       (MIT)
   gcompris       gcompris-qt-data                    caption: file name (photos too) (per sample; GPL-3+)
+  scratch        scratch                             caption: file name (photos too) (CC-BY-SA-3.0)
   twemoji        emoji-datasource-twitter (npm)      caption: emoji name             (CC-BY-4.0)
   openmoji       openmoji (npm)                      caption: CLDR annotation        (CC-BY-SA-4.0)
   emojione       @iconify-json/emojione (npm)        caption: icon name              (CC-BY-4.0)

@@ -10,7 +10,7 @@ done_() { [ -d "$1/final" ]; }
 
 # 0. the offline data (Debian packages) and the corpus shards with their fixed held-out splits
 debs=(openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji dataset-fashion-mnist
-      tango-icon-theme oxygen-icon-theme librsvg2-bin gcompris-qt-data)
+      tango-icon-theme oxygen-icon-theme librsvg2-bin gcompris-qt-data scratch)
 missing=(); for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 python3 -m pip install -q -e ".[test]"

@@ -24,6 +24,7 @@ CORPORA = {
     "emoji": "multimodal.data.corpora.emoji",
     "fashion-mnist": "multimodal.data.corpora.fashion_mnist",
     "gcompris": "multimodal.data.corpora.gcompris",
+    "scratch": "multimodal.data.corpora.scratch",
     "twemoji": "multimodal.data.corpora.twemoji",
     "openmoji": "multimodal.data.corpora.openmoji",
     "emojione": "multimodal.data.corpora.iconify:EMOJIONE",
