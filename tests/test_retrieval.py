@@ -319,6 +319,7 @@ def test_extend_bank_adds_training_shards_embedded_by_the_pipelines_clip(tmp_pat
     assert done.returncode == 0, done.stderr
     out = TextToImagePipeline.from_pretrained(tmp_path / "out")
     assert len(out.bank.images) == 13 and torch.equal(out.bank.images[:8], bank.images)
+    assert torch.equal(out.bank.embeddings[:8], bank.embeddings)
     from multimodal.data.samples import iter_decoded
 
     added = clip.embed_images([sample.image for sample in iter_decoded(str(tmp_path / "more" / "train"))])

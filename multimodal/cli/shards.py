@@ -33,9 +33,10 @@ Exit status: 0 when clean, 1 when any problem was found."""
 CORPUS_HELP = """\
 Build the offline corpora into shards, each with a fixed held-out split chosen by a stable hash of
 the sample key (OUT/NAME/train and OUT/NAME/eval); an emoji has the same key, so the same split, in
-every emoji corpus, and GCompris and Scratch split by caption, so a held-out concept is unseen. Sources (Debian
-packages, installed with apt-get, and npm packages, fetched with `npm pack` into data/sources/npm/
-on the first build; SVGs are drawn with rsvg-convert, librsvg2-bin):
+every emoji corpus, and GCompris and Scratch split by caption, so a held-out concept is unseen
+(Scratch's people by person). Sources (Debian packages, installed with apt-get, and npm packages,
+fetched with `npm pack` into data/sources/npm/ on the first build; SVGs are drawn with
+rsvg-convert, librsvg2-bin):
   openclipart    openclipart-png + openclipart-svg   caption: SVG title + keywords   (public domain)
   tuxpaint       tuxpaint-stamps-default             caption: the stamp's .txt       (GPL-2.0)
   emoji          fonts-noto-color-emoji + emoji (PyPI) caption: Unicode name         (OFL-1.1)

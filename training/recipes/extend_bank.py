@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             images.append(torch.from_numpy(built["images"]))
             embeddings.append(torch.from_numpy(built["image_emb"]))
             print(f"{spec}: {len(built['images'])} images", file=sys.stderr)
-    pipe.bank = NeighbourBank.from_arrays(torch.cat(images), torch.cat(embeddings), pipe.bank.config.clip_fingerprint)
-    pipe.register_modules(bank=pipe.bank)
+    pipe.bank = NeighbourBank.from_arrays(torch.cat(images), torch.cat(embeddings), pipe.clip.fingerprint())
     pipe.save_pretrained(args.out)
     print(f"wrote {args.out}: {len(pipe.bank.images)} bank images", file=sys.stderr)
 
