@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="training shards (a folder or a brace pattern) whose images join the bank; repeatable")
     parser.add_argument("--out", required=True, help="where the pipeline with the larger bank is written")
     args = parser.parse_args(argv)
+    from multimodal.data.samples import iter_decoded
     from multimodal.generation import NeighbourBank, TextToImagePipeline
-    from multimodal_train.embedding_cache import LazyClip, build_cache
+    from multimodal_train.embedding_cache import fit_square
 
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     if pipe.bank is None:
@@ -35,14 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     if any(part in ("eval", "test") for spec in args.data for part in Path(spec).parts):
         sys.exit("a bank holds training images only; give the train split's shards")
     size, images, embeddings = pipe.bank.config.image_size, [pipe.bank.images], [pipe.bank.embeddings]
-    clip = LazyClip(str(Path(args.pipeline) / "clip"))
-    clip.model = pipe.clip  # the pipeline's CLIP, already loaded: its embeddings are the bank's space
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, spec in enumerate(args.data):
-            built = dict(np.load(build_cache(clip, spec, Path(tmp) / f"{i}.npz", size)))
-            images.append(torch.from_numpy(built["images"]))
-            embeddings.append(torch.from_numpy(built["image_emb"]))
-            print(f"{spec}: {len(built['images'])} images", file=sys.stderr)
+    for spec in args.data:
+        pictures = [sample.image for sample in iter_decoded(spec)]
+        if not pictures:
+            sys.exit(f"{spec}: no readable samples")
+        images.append(torch.from_numpy(np.stack([fit_square(picture, size) for picture in pictures])))
+        embeddings.append(pipe.clip.embed_images(pictures).cpu())  # the pipeline's CLIP: the bank's space
+        print(f"{spec}: {len(pictures)} images", file=sys.stderr)
     pipe.bank = NeighbourBank.from_arrays(torch.cat(images), torch.cat(embeddings), pipe.clip.fingerprint())
     pipe.save_pretrained(args.out)
     print(f"wrote {args.out}: {len(pipe.bank.images)} bank images", file=sys.stderr)
