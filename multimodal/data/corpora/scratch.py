@@ -77,7 +77,7 @@ def without_pose(stem: str) -> str:
 
 def base_name(stem: str) -> str:
     """'boy4-walking-c' -> 'boy-walking', 'train-tracks3' -> 'train-tracks', 'cassy-dancing-1' -> 'cassy-dancing'"""
-    return re.sub(r"\d+", "", without_pose(stem)).strip("-").replace("--", "-")
+    return re.sub(r"\d+", "", without_pose(stem)).strip("-")
 
 
 def caption_of(stem: str) -> str:
