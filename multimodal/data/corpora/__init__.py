@@ -33,6 +33,7 @@ CORPORA = {
     "noto-v1": "multimodal.data.corpora.iconify:NOTO_V1",
     "fxemoji": "multimodal.data.corpora.iconify:FXEMOJI",
     "streamline-emojis": "multimodal.data.corpora.iconify:STREAMLINE_EMOJIS",
+    "emojione-monotone": "multimodal.data.corpora.iconify:EMOJIONE_MONOTONE",
 }
 
 
