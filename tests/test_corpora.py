@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -272,3 +273,12 @@ def test_a_renamed_duplicate_keeps_the_split_of_its_twin():
     assert len({item.key for item in items}) == 3 and items[0].key == "star"
     assert all(item.meta["split_key"] == "star" for item in items[1:])
     assert len({split_of(item.meta.get("split_key", item.key)) for item in items}) == 1
+
+
+def test_reserved_evaluation_sets_are_in_no_training_recipe():
+    """EmojiOne monotone confirms candidates and Fluent emoji are kept for an outside evaluation: no config trains on
+    them (a config naming one would make every figure measured on it a training figure)."""
+    assert "CC-BY-4.0" in corpus_module("emojione-monotone").LICENSE
+    configs = Path(__file__).parents[1] / "training" / "configs"
+    named = [p.name for p in configs.glob("*.yaml") if re.search(r"emojione-monotone|fluent", p.read_text(), re.I)]
+    assert list(configs.glob("*.yaml")) and named == []

@@ -113,4 +113,5 @@ FXEMOJI = IconSet("fxemoji", "@iconify-json/fxemoji", "1.2.2",
 STREAMLINE_EMOJIS = IconSet("streamline-emojis", "@iconify-json/streamline-emojis", "1.2.4",
                             "CC-BY-4.0 (Streamline Emojis by Streamline; npm @iconify-json/streamline-emojis 1.2.4)")
 EMOJIONE_MONOTONE = IconSet("emojione-monotone", "@iconify-json/emojione-monotone", "1.2.1",
-                            "CC-BY-4.0 (EmojiOne 2.2.7 Monotone by Emoji One; npm @iconify-json/emojione-monotone 1.2.1)")
+                            "CC-BY-4.0 (EmojiOne 2.2.7 Monotone by Emoji One; npm "
+                            "@iconify-json/emojione-monotone 1.2.1)")
