@@ -321,3 +321,17 @@ def test_jsonl_row_that_is_not_an_object(caption_dir, tmp_path):
     src.write_text(json.dumps([[str(image), "x"], [str(image), "y"]]) + "\n")  # one JSON array, not JSONL
     with pytest.raises(UsageError, match=f"^{src}:1: a JSON array, not an object"):
         load_source(src)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_a_png_colour_key_is_transparency_composited_on_white(tmp_path, mode):
+    """tRNS in an RGB or grey PNG marks one colour transparent (Tux Paint's hatched chick has a black key): it must
+    come out white, as an alpha channel does, not as the key's colour."""
+    img = Image.new("RGB", (8, 8), (0, 0, 1))
+    img.paste((200, 30, 30), (2, 2, 6, 6))
+    img = img.convert(mode) if mode != "P" else img.quantize(2)
+    key = img.getpixel((0, 0))
+    img.save(tmp_path / "keyed.png", transparency=key)
+    out = open_image(tmp_path / "keyed.png")
+    assert out.mode == "RGB" and out.getpixel((0, 0)) == (255, 255, 255)
+    assert out.getpixel((4, 4)) != (255, 255, 255)

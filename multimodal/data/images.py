@@ -109,15 +109,14 @@ def open_image(
 
 
 def to_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
-    if mode != "RGB" or img.mode == "RGB":
+    if mode != "RGB" or not has_alpha(img):
         return img.convert(mode) if img.mode != mode else img
-    if not has_alpha(img):
-        return img.convert("RGB")
     return composite(img, Image.new("RGB", img.size, (255, 255, 255)))
 
 
 def has_alpha(img: Image.Image) -> bool:
-    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    """An alpha channel, or a PNG tRNS colour key (palette, RGB or grey images): `convert("RGBA")` applies either."""
+    return img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
 
 
 def composite(img: Image.Image, background: Image.Image) -> Image.Image:
