@@ -260,6 +260,19 @@ def test_eval_cli_zeroshot_and_retrieval(trained, colours, tmp_path):
     assert ret.returncode == 0 and "image_to_text_R@1" in ret.stdout
 
 
+def test_imagefolder_evaluation_keys_every_image_once(trained, tmp_path):
+    """Two files of one stem in one class (red/a.png, red/a.jpg) are two samples, each with its own `top1_hits`
+    key: one key for both would drop an image from every paired comparison."""
+    from multimodal.evaluation.zeroshot import zeroshot_metrics
+    from multimodal.models import CLIPModel
+
+    for name, ext in (("red", "png"), ("red", "jpg"), ("blue", "png")):
+        (tmp_path / name).mkdir(exist_ok=True)
+        colour_image(tmp_path / name / f"a.{ext}", COLOURS[name], seed=len(ext))
+    result = zeroshot_metrics(CLIPModel.from_pretrained(trained), tmp_path, templates=["{}"])
+    assert result["num_samples"] == 3 and len(result["top1_hits"]) == 3
+
+
 def test_onnx_export_parity_and_backend(trained, colours, tmp_path):
     run = cli("export", "onnx", str(trained), "--out", str(tmp_path / "onnx"))
     assert run.returncode == 0, run.stderr

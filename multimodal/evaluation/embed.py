@@ -40,9 +40,9 @@ def eval_batches(model, data: str | Path, batch_size: int = 64, num_workers: int
 
 def _imagefolder_batches(model, root: Path, batch_size: int):
     from multimodal.data.images import open_image
-    from multimodal.data.sources import image_folder
+    from multimodal.data.sources import dedupe_keys, image_folder
 
-    items = image_folder(root)
+    items = dedupe_keys(image_folder(root))  # cat.jpg beside cat.png: one key each, or a paired report loses one
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
         yield {"image": torch.stack([model.preprocess(open_image(it.image)) for it in chunk]),
