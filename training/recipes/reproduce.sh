@@ -10,7 +10,8 @@ done_() { [ -d "$1/final" ]; }
 
 # 0. the offline data (Debian packages) and the corpus shards with their fixed held-out splits
 debs=(openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji dataset-fashion-mnist
-      tango-icon-theme oxygen-icon-theme librsvg2-bin gcompris-qt-data scratch)
+      tango-icon-theme oxygen-icon-theme librsvg2-bin gcompris-qt-data scratch
+      tuxpaint-data palapeli-data mate-backgrounds opencv-doc)  # the last four: photos for evaluation only
 missing=(); for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 python3 -m pip install -q -e ".[test]"
@@ -20,6 +21,7 @@ mm shards corpus all --out data/corpus --quiet
 #    pipeline's history starts), CLIP v2 and v3 (the ones v5 was measured against), and the other candidates for
 #    the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
+[ -d data/eval/debian-photos ] || python3 training/recipes/debian_photos_eval.py   # 50 more photos, evaluation only
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
 # CLIP v2 = the uniform soup of v1 and lit-v2 (same initialisation; recipes README, "The soup")

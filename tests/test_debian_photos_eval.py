@@ -1,0 +1,43 @@
+"""training/recipes/debian_photos_eval.py: the published table becomes an ImageFolder, whole or not at all."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+
+SPEC = importlib.util.spec_from_file_location(
+    "debian_photos_eval", Path(__file__).parents[1] / "training" / "recipes" / "debian_photos_eval.py")
+debian_photos_eval = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(debian_photos_eval)
+
+
+def table(tmp_path, rows):
+    path = tmp_path / "labels.tsv"
+    path.write_text("package\tpath\tlabel\tnote\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def test_the_published_table_is_valid_and_unique():
+    rows = debian_photos_eval.read_rows()
+    assert len(rows) == 50 and len({r["label"] for r in rows}) == 42
+    names = {debian_photos_eval.target(Path("out"), r).stem for r in rows}
+    assert len(names) == 50  # every file keeps its own evaluation key
+
+
+def test_copies_into_label_folders_and_refuses_what_it_cannot_do(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+    a, b = (make_image(tmp_path / "src" / f / "home.jpg", seed=i) for i, f in enumerate("ab"))
+    labels = table(tmp_path, [("pkg", str(a), "house", ""), ("pkg", str(b), "building", "")])
+    out = tmp_path / "out"
+    assert debian_photos_eval.main(["--out", str(out), "--labels", str(labels)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == ["building/pkg-b-home.jpg",
+                                                                               "house/pkg-a-home.jpg"]
+    assert (out / "house" / "pkg-a-home.jpg").read_bytes() == a.read_bytes()
+    with pytest.raises(SystemExit, match="exists"):
+        debian_photos_eval.main(["--out", str(out), "--labels", str(labels)])
+    gone = table(tmp_path, [("some-deb", str(tmp_path / "nope.jpg"), "cat", "")])
+    with pytest.raises(SystemExit, match="apt-get install some-deb"):
+        debian_photos_eval.main(["--out", str(tmp_path / "out2"), "--labels", str(gone)])
+    assert not (tmp_path / "out2").exists()
