@@ -480,6 +480,15 @@ def test_impossible_config_values_exit_2_with_one_line(override, named, tmp_path
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("trainer, override", [("decoder", "data.background_p=0.5"),
+                                               ("prior", "data.caption_template_p=0.5")])
+def test_decoder_and_prior_refuse_clip_reader_options_they_would_ignore(trainer, override, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "multimodal", "train", trainer, "--config", "decoder-tiny",
+                          f"run_dir={tmp_path / 'run'}", override], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and override.split("=")[0] in run.stderr and "ignore" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "run").exists()
+
+
 def test_augment_cfg_reaches_the_training_transform(labelled_shards, tmp_path):
     """open_clip's AugmentationCfg keys in data.augment_cfg shape the reader's transform (crop scale, colour jitter)."""
     from multimodal.distributed import DistInfo

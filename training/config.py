@@ -255,6 +255,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+CLIP_ONLY_DATA = ("caption_templates", "caption_template_p", "imagenet_pairs", "imagenet_distill",
+                  "imagenet_distill_min_p", "imagenet_glosses", "background_p")
+
+
+def refuse_clip_only_keys(cfg: TrainConfig, trainer: str) -> None:
+    """The decoder and prior train on a cache of images and embeddings, which these CLIP reader options never reach:
+    setting one would change nothing, so it is an error, not a silent no-op."""
+    defaults = DataSection()
+    changed = [f"data.{key}" for key in CLIP_ONLY_DATA if getattr(cfg.data, key) != getattr(defaults, key)]
+    if changed:
+        raise UsageError(f"{', '.join(changed)}: CLIP training option(s); the {trainer} trainer reads its images from "
+                         "an embedding cache and would ignore them")
+
+
 def load_config(name_or_path: str | None, overrides: list[str] = (), cls=TrainConfig):
     data = read_recipe(name_or_path) if name_or_path else {}
     for override in overrides:

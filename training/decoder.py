@@ -19,7 +19,7 @@ import torch
 
 from multimodal.distributed import DistInfo, session
 from multimodal.errors import UsageError
-from multimodal_train.config import DecoderSection, TrainConfig
+from multimodal_train.config import DecoderSection, TrainConfig, refuse_clip_only_keys
 from multimodal_train.distributed import wrap_ddp
 from multimodal_train.embedding_cache import LazyClip, load_or_build
 from multimodal_train.loop import TrainLoop, autocast, seed_everything
@@ -213,6 +213,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     from multimodal.generation import create_decoder, set_condition_stats
 
     cfg, section = copy.deepcopy(cfg), cfg.decoder
+    refuse_clip_only_keys(cfg, "decoder")
     with session(cfg.device) as info:
         clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from multimodal.distributed import session
-from multimodal_train.config import TrainConfig
+from multimodal_train.config import TrainConfig, refuse_clip_only_keys
 from multimodal_train.decoder import CachedBatches, load_cache
 from multimodal_train.distributed import wrap_ddp
 from multimodal_train.embedding_cache import LazyClip
@@ -35,6 +35,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     from multimodal.generation import EmbeddingPrior
 
     cfg, section = copy.deepcopy(cfg), cfg.prior
+    refuse_clip_only_keys(cfg, "prior")
     with session(cfg.device) as info:
         clip = LazyClip(section.clip)
         seed_everything(cfg.seed + info.rank)
