@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from conftest import WORDS, free_port, make_image
 
 from multimodal.data.sources import SourceItem
 from multimodal.data.writer import write_shards
+from multimodal.errors import UsageError
 from multimodal_train.checkpoint import list_checkpoints, load_checkpoint
 from multimodal_train.config import TrainConfig, load_config
 from multimodal_train.metrics import read_metrics
@@ -147,7 +149,6 @@ def test_soup_averages_decoder_folders_and_refuses_different_architectures(tmp_p
 
 def test_tower_lr_scale_slows_only_the_pretrained_towers_own_layers():
     import multimodal as mm
-    from multimodal.errors import UsageError
     from multimodal_train.loop import TrainLoop, param_groups
 
     model = mm.create_model("lit-effnet2-minilm")
@@ -449,6 +450,31 @@ def test_imagenet_distillation_teaches_the_batch_its_teacher_classes():
     nobody = ImageNetPairs(lit, 4, distill=0.5, min_confidence=1.0)
     _, _, none_loss = nobody(images, lit.encode_image(images), lit.model.logit_scale.exp())
     assert none_loss.item() == 0
+    # the kind gate: only samples whose metadata says "photo" (GCompris, Scratch) are distilled
+    photos = ImageNetPairs(lit, 4, distill=0.5, kinds=["photo"])
+    _, _, photo_loss = photos(images, lit.encode_image(images), lit.model.logit_scale.exp(),
+                              kinds=["drawing", "photo", None])
+    assert photos.last_distilled_share == pytest.approx(1 / 3) and photo_loss.item() > 0
+    with pytest.raises(UsageError, match="metadata"):
+        photos(images, lit.encode_image(images), lit.model.logit_scale.exp())
+
+
+def test_contrastive_objective_hands_the_batch_kinds_to_the_distillation(tmp_path):
+    """The reader's metadata reaches the kind gate: a batch without photos distils nothing, one with photos does."""
+    import multimodal as mm
+    from multimodal_train.clip import ImageNetPairs
+    from multimodal_train.objectives import ContrastiveObjective, make_contrastive_loss
+
+    torch.manual_seed(0)
+    lit = mm.create_model("lit-effnet-minilm").train()
+    pairs = ImageNetPairs(lit, 4, distill=0.5, kinds=["photo"])
+    objective = ContrastiveObjective(lit, lit, make_contrastive_loss("clip", 0, 1), contextlib.nullcontext,
+                                     extra_pairs=pairs)
+    batch = {"image": torch.randn(2, 3, 96, 96), "text": lit.tokenize(["a cat", "a dog"])}
+    objective([{**batch, "meta": [{"kind": "drawing"}, {}]}])
+    assert pairs.last_distilled_share == 0
+    objective([{**batch, "meta": [{"kind": "photo"}, {"kind": "drawing"}]}])
+    assert pairs.last_distilled_share == 0.5 and pairs.last_distill > 0
 
 
 def test_training_without_shards_exits_2_at_once_naming_the_path(tmp_path):

@@ -89,6 +89,7 @@ def make_data(cfg: TrainConfig, model, info: DistInfo) -> StepBatches:
                          num_workers=cfg.data.num_workers, shuffle_buffer=cfg.data.shuffle_buffer, rank=info.rank,
                          world_size=info.world_size, device=info.device,
                          upsampling_factors=cfg.data.upsampling_factors or None, background_p=cfg.data.background_p,
+                         return_meta=bool(cfg.data.imagenet_distill_kinds),
                          caption_transform=caption_templater(cfg.data.caption_templates, cfg.data.caption_template_p))
     return StepBatches(reader, cfg.optim.accum_steps, info)
 
@@ -126,7 +127,7 @@ def fit(cfg: TrainConfig, info: DistInfo, resume: str | None = None, model=None)
         make_contrastive_loss(cfg.loss, info.rank, info.world_size),
         functools.partial(autocast, info.device, cfg.precision),
         extra_pairs=ImageNetPairs(model, cfg.data.imagenet_pairs, cfg.data.imagenet_distill, cfg.data.imagenet_glosses,
-                                  cfg.data.imagenet_distill_min_p)
+                                  cfg.data.imagenet_distill_min_p, cfg.data.imagenet_distill_kinds)
         if cfg.data.imagenet_pairs else None,
         memory_format=memory_format)
     loop = TrainLoop(model, objective, data, cfg, evaluate=functools.partial(evaluate, model, cfg))

@@ -48,6 +48,7 @@ class DataSection:
     imagenet_pairs: int = 0  # LiT on the packaged EfficientNet: N (ImageNet class vector, class name) pairs a step
     imagenet_distill: float = 0.0  # weight of distilling the ImageNet classifier on the batch (needs imagenet_pairs)
     imagenet_distill_min_p: float = 0.0  # distil only images whose teacher top-1 probability is at least this
+    imagenet_distill_kinds: list = field(default_factory=list)  # distil only samples whose meta "kind" is one of these
     imagenet_glosses: bool = False  # the pairs' captions also use WordNet synonyms and glosses, not only the name
     background_p: float = 0.0  # share of transparent images put on a random background instead of white
 
@@ -245,8 +246,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("imagenet_distill", "imagenet_glosses"):
         if getattr(cfg.data, key) and not cfg.data.imagenet_pairs:
             raise UsageError(f"data.{key} needs data.imagenet_pairs (how many ImageNet classes a step), e.g. 64")
-    if cfg.data.imagenet_distill_min_p and not cfg.data.imagenet_distill:
-        raise UsageError("data.imagenet_distill_min_p gates the distillation: it needs data.imagenet_distill, e.g. 1")
+    for key in ("imagenet_distill_min_p", "imagenet_distill_kinds"):
+        if getattr(cfg.data, key) and not cfg.data.imagenet_distill:
+            raise UsageError(f"data.{key} gates the distillation: it needs data.imagenet_distill, e.g. 1")
     if cfg.data.augment_cfg:
         from open_clip.transform import AugmentationCfg
 
@@ -256,7 +258,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 CLIP_ONLY_DATA = ("caption_templates", "caption_template_p", "imagenet_pairs", "imagenet_distill",
-                  "imagenet_distill_min_p", "imagenet_glosses", "background_p")
+                  "imagenet_distill_min_p", "imagenet_distill_kinds", "imagenet_glosses", "background_p")
 
 
 def refuse_clip_only_keys(cfg: TrainConfig, trainer: str) -> None:

