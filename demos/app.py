@@ -40,16 +40,16 @@ class Demo:
 
     def __init__(self, model: str = "builtin", pipeline: str | None = "builtin", indexes: dict | None = None,
                  label_sets: dict[str, list[str]] | None = None, examples: list[str] | None = None,
-                 model_card: str | None = None, limits: Limits = LIMITS):
+                 model_card: str | None = None, limits: Limits = LIMITS, bf16: bool = False):
         from multimodal.generation import TextToImagePipeline
         from multimodal.tagging import ZeroShotTagger
 
         self.limits = limits
         self.model_name = model
-        self.tagger = ZeroShotTagger.from_pretrained(model, max_pixels=limits.max_pixels)
-        self.pipe = TextToImagePipeline.from_pretrained(pipeline) if pipeline else None
-        if self.pipe is not None:
-            self.pipe.set_progress_bar_config(disable=True)
+        self.tagger = ZeroShotTagger.from_pretrained(model, max_pixels=limits.max_pixels, bf16=bf16)
+        self.pipe = None
+        if pipeline:
+            self.use_pipeline(TextToImagePipeline.from_pretrained(pipeline), bf16)
         self.indexes = {name: Path(path) for name, path in (indexes or {}).items()}
         self.label_sets = label_sets or {}
         self.examples = examples or []
@@ -58,6 +58,12 @@ class Demo:
         self._remove_outputs = weakref.finalize(self, shutil.rmtree, self.outputs_dir, True)  # also at exit
         self._outputs: collections.deque[tuple[float, Path]] = collections.deque()
         self._examples: collections.OrderedDict[str | None, object] = collections.OrderedDict()  # session -> cache
+
+    def use_pipeline(self, pipe, bf16: bool = False) -> None:
+        """Generate with `pipe`; `bf16` samples under bfloat16 autocast where the CPU has bf16 kernels (else fp32)."""
+        pipe.set_progress_bar_config(disable=True)
+        pipe.enable_bf16(bf16)
+        self.pipe = pipe
 
     def close(self) -> None:
         """Delete the demo's temporary outputs. The server does it when it stops; so does the interpreter's exit."""
@@ -304,8 +310,9 @@ def build_app(demo: Demo) -> gr.Blocks:
     return app
 
 
-def default_demo(model: str = "builtin") -> Demo:
-    """The shipped model, pipeline, example images, label sets, search index and model card."""
+def default_demo(model: str = "builtin", bf16: bool = False) -> Demo:
+    """The shipped model, pipeline, example images, label sets, search index and model card; `bf16`: tag and sample
+    under bfloat16 where the CPU has bf16 kernels."""
     from multimodal.tagging.labels import read_labels_file
     from multimodal_assets import ASSETS_DIR
 
@@ -315,7 +322,8 @@ def default_demo(model: str = "builtin") -> Demo:
     index = ASSETS_DIR / "index"
     indexes = {"shipped examples": index} if index.is_dir() and model == "builtin" else {}
     return Demo(model=model, pipeline="builtin" if model == "builtin" else None, indexes=indexes,
-                label_sets=label_sets, examples=examples, model_card=card.read_text() if card.is_file() else None)
+                label_sets=label_sets, examples=examples, model_card=card.read_text() if card.is_file() else None,
+                bf16=bf16)
 
 
 def launch(demo: Demo, host: str = "127.0.0.1", port: int = 7860, block: bool = True):

@@ -465,3 +465,22 @@ def test_error_messages_name_the_file_not_the_server_path(client, tmp_path):
         assert message.startswith(f"{name}: "), message
         assert tempfile.gettempdir() not in message and "gradio" not in message, message
         assert not re.search(r"[0-9a-f]{32}", message), message  # no cache hash either
+
+
+def test_bf16_demo_tags_and_generates_under_bf16_where_the_cpu_has_it(served):
+    """`multimodal demo --bf16`: both the tagger and the pipeline switch, and the page's functions still answer."""
+    import torch
+
+    from multimodal.precision import bf16_is_fast
+
+    fast = bf16_is_fast(torch.device("cpu"))
+    demo = Demo(model=str(served["root"] / "clip"), pipeline=str(served["root"] / "pipe"), bf16=True)
+    try:
+        assert demo.pipe.bf16 == fast and demo.tagger.bf16 == fast
+        assert demo.pipe("red", num_inference_steps=2, output_type="np").images.shape == (1, 32, 32, 3)
+        assert len(demo.tagger.tag(served["photos"] / "p0.png", ["red", "green"])) == 2
+    finally:
+        demo.close()
+    plain = Demo(model=str(served["root"] / "clip"), pipeline=str(served["root"] / "pipe"))
+    assert not plain.pipe.bf16 and not plain.tagger.bf16
+    plain.close()

@@ -20,6 +20,8 @@ def register(sub) -> None:
                    help="an extra search index built with `multimodal index` (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--bf16", action="store_true", help="tag and generate under bfloat16 where the CPU has bf16 "
+                   "kernels (AVX512-BF16/AMX): about 1.4x faster generation; elsewhere it stays float32")
     p.set_defaults(func=run)
 
 
@@ -35,12 +37,11 @@ def run(args) -> int:
     # (a shell's background job), as uvicorn does
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.default_int_handler)
-    demo = default_demo(args.model)
+    demo = default_demo(args.model, bf16=args.bf16)
     if args.pipeline:
         from multimodal.generation import TextToImagePipeline
 
-        demo.pipe = TextToImagePipeline.from_pretrained(args.pipeline)
-        demo.pipe.set_progress_bar_config(disable=True)
+        demo.use_pipeline(TextToImagePipeline.from_pretrained(args.pipeline), args.bf16)
     for spec in args.index:
         name, sep, path = spec.partition("=")
         demo.indexes[name if sep else Path(name).name] = Path(path if sep else name)
