@@ -8,8 +8,11 @@ than `--points` below (on sets under 100 images: no more than one image).
 With --paired (the rule from CLIP v10 on): pooled over every image of every set, the candidate is right on
 significantly more images (exact one-sided McNemar test, p < --alpha), and on no set is it significantly worse by
 the same test. Needs reports that carry each image's top-1 hit (`multimodal eval zeroshot --out`, `top1_hits`).
+With --paired --improve SET,SET (the rule of CLIP v20, aimed at photos): pooled over those sets the candidate is
+significantly better, pooled over all the others it is not significantly worse, and no set is significantly worse.
 
-Both files are `multimodal eval zeroshot --out` reports over the same sets. Exit status 0 when the rule passes.
+Both arguments are `multimodal eval zeroshot --out` reports over the same sets; either may be several reports joined
+by commas (a.json,b.json), read as one. Exit status 0 when the rule passes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ def discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
     return sum(c[k] > b[k] for k in b), sum(c[k] < b[k] for k in b)
 
 
+def read_reports(paths: str) -> dict:
+    """The results of one or more reports (comma-separated paths), by set; a set in two reports is an error."""
+    results: dict = {}
+    for path in paths.split(","):
+        part = json.load(open(path))["results"]
+        if set(part) & set(results):
+            sys.exit(f"compare_zeroshot.py: {path} repeats sets {sorted(set(part) & set(results))}")
+        results.update(part)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baseline", help="zero-shot report of the shipped model")
@@ -44,16 +58,24 @@ def main() -> int:
     parser.add_argument("--points", type=float, default=1.0, help="largest drop allowed on a set, in points of top-1")
     parser.add_argument("--paired", action="store_true", help="judge by the paired test instead of --points")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test")
+    parser.add_argument("--improve", default="", help="with --paired: comma-separated sets that must improve, "
+                        "pooled; the others must only not get worse, pooled")
     args = parser.parse_args()
-    base, cand = (json.load(open(path))["results"] for path in (args.baseline, args.candidate))
+    base, cand = (read_reports(paths) for paths in (args.baseline, args.candidate))
+    improve = {name for name in args.improve.split(",") if name}
+    if improve - set(base) or (improve and not args.paired):
+        sys.exit(f"compare_zeroshot.py: --improve needs --paired and sets of the reports; got {sorted(improve)}")
     if set(base) != set(cand):
         sys.exit(f"compare_zeroshot.py: the reports cover different sets: {sorted(set(base) ^ set(cand))}")
-    passes, rows, won, lost = True, [], 0, 0
+    passes, rows, won, lost, rest_won, rest_lost = True, [], 0, 0, 0, 0
     for name, b in base.items():
         n, before, after = b["num_samples"], 100 * b["top1"], 100 * cand[name]["top1"]
         if args.paired:
             wins, losses = discordant(b, cand[name], name)
-            won, lost = won + wins, lost + losses
+            if improve and name not in improve:
+                rest_won, rest_lost = rest_won + wins, rest_lost + losses
+            else:
+                won, lost = won + wins, lost + losses
             p_worse = sign_test(losses, wins)
             worse, detail = p_worse < args.alpha, f"  +{wins} -{losses}  p(worse) {p_worse:.3f}"
         else:
@@ -68,8 +90,13 @@ def main() -> int:
     print(f"mean top-1 {mean_before:.1f} -> {mean_after:.1f}")
     if args.paired:
         p_better = sign_test(won, lost)
-        print(f"pooled: {won} images gained, {lost} lost, p(better) {p_better:.2g}")
+        print(f"pooled{' over ' + ','.join(sorted(improve)) if improve else ''}: {won} images gained, {lost} lost, "
+              f"p(better) {p_better:.2g}")
         passes &= p_better < args.alpha
+    if improve:
+        p_worse = sign_test(rest_lost, rest_won)
+        print(f"pooled over the other sets: {rest_won} images gained, {rest_lost} lost, p(worse) {p_worse:.2g}")
+        passes &= p_worse >= args.alpha
     else:
         passes &= mean_after > mean_before
     print(f"the rule {'passes' if passes else 'fails'}")
