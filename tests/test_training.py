@@ -217,6 +217,16 @@ def test_compare_zeroshot_paired_rule(tmp_path):
     del stripped["results"]["big"]["top1_hits"]
     unpaired.write_text(json.dumps(stripped))
     assert "no per-image hits" in judge_zeroshot(base, unpaired, "--paired").stderr
+    # --improve: the photos must gain pooled; the rest, read from a second report, must only not lose pooled
+    photos = report("photos.json", photo=[1] * 10 + [0] * 40)
+    better = report("better.json", photo=[1] * 10 + [1] * 8 + [0] * 32)  # +8 of 50: p = 0.004
+    joined = f"{base},{photos}"
+    assert judge_zeroshot(joined, f"{few},{better}", "--paired", "--improve", "photo").returncode == 0
+    worse = report("worse.json", big=[1] * 38 + [0] * 162, small=[1] * 20 + [0] * 30)  # -12 pooled: p = 2e-4
+    held = judge_zeroshot(joined, f"{worse},{better}", "--paired", "--improve", "photo")
+    assert held.returncode == 1 and "p(worse) 0.00024" in held.stdout
+    assert judge_zeroshot(joined, f"{few},{photos}", "--paired", "--improve", "photo").returncode == 1
+    assert "repeats sets" in judge_zeroshot(f"{base},{base}", f"{few},{better}", "--paired").stderr
 
 
 def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
