@@ -8,13 +8,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_image
 from PIL import Image
 
 from multimodal.data.images import DecompressionBombError, open_image
 from multimodal.data.sources import load_source
-from multimodal.data.writer import write_shards
+from multimodal.data.writer import encode_image, write_shards
 from multimodal.errors import UsageError
 
 
@@ -335,3 +336,9 @@ def test_a_png_colour_key_is_transparency_composited_on_white(tmp_path, mode):
     out = open_image(tmp_path / "keyed.png")
     assert out.mode == "RGB" and out.getpixel((0, 0)) == (255, 255, 255)
     assert out.getpixel((4, 4)) != (255, 255, 255)
+    # downscaled by the writer: the key becomes alpha first, so no dark key colour bleeds into the edges
+    big = img.resize((64, 64), Image.Resampling.NEAREST)
+    big.save(tmp_path / "big.png", transparency=key)
+    ext, data, _ = encode_image((tmp_path / "big.png").read_bytes(), max_side=16, max_pixels=None)
+    darkest_opaque = np.asarray(out).astype(int).sum(-1).min()  # the square's colour: white is brighter
+    assert ext == "png" and np.asarray(open_image(data)).astype(int).sum(-1).min() >= darkest_opaque - 6

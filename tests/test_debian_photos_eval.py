@@ -12,8 +12,8 @@ debian_photos_eval = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(debian_photos_eval)
 
 
-def table(tmp_path, rows):
-    path = tmp_path / "labels.tsv"
+def table(tmp_path, rows, name="labels.tsv"):
+    path = tmp_path / name
     path.write_text("package\tpath\tlabel\tnote\n" + "".join("\t".join(r) + "\n" for r in rows))
     return path
 
@@ -25,7 +25,7 @@ def test_the_published_table_is_valid_and_unique():
     assert len(names) == 50  # every file keeps its own evaluation key
 
 
-def test_copies_into_label_folders_and_refuses_what_it_cannot_do(tmp_path):
+def test_copies_into_label_folders_and_refuses_what_it_cannot_do(tmp_path, monkeypatch):
     for folder in ("a", "b"):
         (tmp_path / "src" / folder).mkdir(parents=True)
     a, b = (make_image(tmp_path / "src" / f / "home.jpg", seed=i) for i, f in enumerate("ab"))
@@ -37,7 +37,22 @@ def test_copies_into_label_folders_and_refuses_what_it_cannot_do(tmp_path):
     assert (out / "house" / "pkg-a-home.jpg").read_bytes() == a.read_bytes()
     with pytest.raises(SystemExit, match="exists"):
         debian_photos_eval.main(["--out", str(out), "--labels", str(labels)])
-    gone = table(tmp_path, [("some-deb", str(tmp_path / "nope.jpg"), "cat", "")])
-    with pytest.raises(SystemExit, match="apt-get install some-deb"):
+    gone = table(tmp_path, [("some-deb", str(tmp_path / "nope.jpg"), "cat", "")], "gone.tsv")
+    with pytest.raises(SystemExit, match="nope.jpg; install them with: apt-get install some-deb"):
         debian_photos_eval.main(["--out", str(tmp_path / "out2"), "--labels", str(gone)])
-    assert not (tmp_path / "out2").exists()
+    # a copy that fails half-way (the disk fills up) leaves neither the set nor a temporary folder
+    copy, calls = debian_photos_eval.shutil.copyfile, []
+
+    def fills_up(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return copy(src, dst)
+
+    monkeypatch.setattr(debian_photos_eval.shutil, "copyfile", fills_up)
+    with pytest.raises(OSError, match="No space"):
+        debian_photos_eval.main(["--out", str(tmp_path / "out3"), "--labels", str(labels)])
+    assert not (tmp_path / "out3").exists() and not list(tmp_path.glob(".out3.*"))
+    for bad_row in (("pkg", str(a), "..", ""), ("pkg", str(a), "cat")):
+        with pytest.raises(SystemExit, match="folder name"):
+            debian_photos_eval.read_rows(table(tmp_path, [bad_row], "bad.tsv"))

@@ -266,11 +266,17 @@ def test_imagefolder_evaluation_keys_every_image_once(trained, tmp_path):
     from multimodal.evaluation.zeroshot import zeroshot_metrics
     from multimodal.models import CLIPModel
 
+    root = tmp_path / "set"
     for name, ext in (("red", "png"), ("red", "jpg"), ("blue", "png")):
-        (tmp_path / name).mkdir(exist_ok=True)
-        colour_image(tmp_path / name / f"a.{ext}", COLOURS[name], seed=len(ext))
-    result = zeroshot_metrics(CLIPModel.from_pretrained(trained), tmp_path, templates=["{}"])
+        (root / name).mkdir(parents=True, exist_ok=True)
+        colour_image(root / name / f"a.{ext}", COLOURS[name], seed=len(ext))
+    model = CLIPModel.from_pretrained(trained)
+    result = zeroshot_metrics(model, root, templates=["{}"])
     assert result["num_samples"] == 3 and len(result["top1_hits"]) == 3
+    # the same folder by another path (a report from another working directory) has the same keys
+    (tmp_path / "link").symlink_to(root, target_is_directory=True)
+    other = zeroshot_metrics(model, tmp_path / "link", templates=["{}"])
+    assert set(other["top1_hits"]) == set(result["top1_hits"])
 
 
 def test_onnx_export_parity_and_backend(trained, colours, tmp_path):

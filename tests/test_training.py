@@ -227,6 +227,14 @@ def test_compare_zeroshot_paired_rule(tmp_path):
     assert held.returncode == 1 and "p(worse) 0.00024" in held.stdout
     assert judge_zeroshot(joined, f"{few},{photos}", "--paired", "--improve", "photo").returncode == 1
     assert "repeats sets" in judge_zeroshot(f"{base},{base}", f"{few},{better}", "--paired").stderr
+    # -4 on each of two sets is not significant on either (p = 0.0625), but pooled (-8, p = 0.004) it is
+    slips = report("slips.json", big=[1] * 46 + [0] * 154, small=[1] * 16 + [0] * 34)
+    pooled = judge_zeroshot(joined, f"{slips},{better}", "--paired", "--improve", "photo")
+    assert pooled.returncode == 1 and "below the rule" not in pooled.stdout and "p(worse) 0.0039" in pooled.stdout
+    # the paired rule asks nothing of the mean: a big set's gain may outweigh a small set's insignificant loss
+    tiny = report("tiny.json", big=[1] * 50 + [0] * 150, small=[1] * 2 + [0] * 8)
+    mixed = report("mixed.json", big=[1] * 70 + [0] * 130, small=[0] * 10)
+    assert judge_zeroshot(tiny, mixed, "--paired").returncode == 0
 
 
 def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
@@ -503,13 +511,17 @@ BAD_VALUES = [("steps=abc", "steps"), ("steps=1.5", "steps"), ("optim=5", "optim
               ("precision=fp8", "precision"), ("optim.lr=.nan", "optim.lr"),
               ("data.caption_template_p=2", "template_p"),
               ("data.imagenet_distill=1", "imagenet_pairs"), ("data.imagenet_distill_min_p=0.5", "imagenet_distill"),
+              ("data.imagenet_distill_kinds=[photo]", "imagenet_distill"),
+              (("data.imagenet_pairs=8", "data.imagenet_distill=1", "data.imagenet_distill_kinds=[photos]"), "photo"),
+              (("data.imagenet_pairs=8", "optim.accum_steps=2"), "accum_steps"),
               ("data.augment_cfg={colour_jitter: 0.4}", "colour_jitter")]
 
 
 @pytest.mark.parametrize("override, named", BAD_VALUES)
 def test_impossible_config_values_exit_2_with_one_line(override, named, tmp_path):
     run = subprocess.run([sys.executable, "-m", "multimodal", "train", "clip", "--config", "tiny-ci",
-                          f"run_dir={tmp_path / 'run'}", override], capture_output=True, text=True, timeout=120)
+                          f"run_dir={tmp_path / 'run'}", *([override] if isinstance(override, str) else override)],
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr[-2000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in run.stderr, run.stderr

@@ -115,7 +115,8 @@ def to_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
 
 
 def has_alpha(img: Image.Image) -> bool:
-    """An alpha channel, or a PNG tRNS colour key (palette, RGB or grey images): `convert("RGBA")` applies either."""
+    """An alpha channel, or a PNG tRNS colour key (palette, RGB or grey images): `convert("RGBA")` applies either.
+    Pillow keeps a palette image's key through `convert("RGB")`, so such a copy still counts as keyed here."""
     return img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
 
 

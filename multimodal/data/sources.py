@@ -49,14 +49,15 @@ def make_key(text: str) -> str:
     return _KEY_UNSAFE.sub("_", text).strip("_") or "sample"
 
 
-def dedupe_keys(items: list[SourceItem]) -> list[SourceItem]:
-    """Make keys unique by suffixing a short hash of the source; the order is kept. A renamed item keeps the split
-    of the key it was given (`meta["split_key"]`), so two copies of one thing never straddle train and eval."""
+def dedupe_keys(items: list[SourceItem], source_name: Callable[[SourceItem], str] | None = None) -> list[SourceItem]:
+    """Make keys unique by suffixing a short hash of the source (`source_name(item)`, else `item.source_name()`);
+    the order is kept. A renamed item keeps the split of the key it was given (`meta["split_key"]`), so two copies
+    of one thing never straddle train and eval."""
     seen: set[str] = set()
     for item in items:
         if item.key in seen:
             item.meta.setdefault("split_key", item.key)
-            key, salt = item.key, item.source_name()
+            key, salt = item.key, (source_name or SourceItem.source_name)(item)
             while key in seen:
                 salt = hashlib.sha1(salt.encode()).hexdigest()
                 key = f"{item.key}-{salt[:8]}"

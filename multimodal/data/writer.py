@@ -70,9 +70,11 @@ def encode_image(data: bytes, max_side: int | None, max_pixels: int | None,
     ext = _KEPT_FORMATS.get(img.format or "")
     if ext and (max_side is None or max(size) <= max_side):
         return ext, data, size
-    if max_side is not None and max(size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     transparent = has_alpha(img)
+    if max_side is not None and max(size) > max_side:
+        if transparent:  # a colour key must become alpha before filtering, or its colour bleeds into the edges
+            img = img.convert("RGBA")
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     if ext == "jpg" and not transparent:
         img.convert("RGB").save(buf, "JPEG", quality=95)

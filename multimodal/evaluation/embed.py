@@ -42,7 +42,9 @@ def _imagefolder_batches(model, root: Path, batch_size: int):
     from multimodal.data.images import open_image
     from multimodal.data.sources import dedupe_keys, image_folder
 
-    items = dedupe_keys(image_folder(root))  # cat.jpg beside cat.png: one key each, or a paired report loses one
+    # cat.jpg beside cat.png: one key each, or a paired report loses one; salted by the path inside the folder, so
+    # that reports of one folder reached by two spellings (./set, /data/set) still pair up
+    items = dedupe_keys(image_folder(root), lambda item: item.meta["source"])
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
         yield {"image": torch.stack([model.preprocess(open_image(it.image)) for it in chunk]),

@@ -28,10 +28,14 @@ LABELS = ROOT / "assets" / "labels" / "debian-photos.tsv"
 
 def read_rows(path: Path = LABELS) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as f:
-        rows = [{k: v.strip() for k, v in row.items()} for row in csv.DictReader(f, dialect="excel-tab")]
-    bad = [row for row in rows if not row["label"] or "/" in row["label"] or not row["path"].startswith("/")]
-    if bad or len({row["path"] for row in rows}) != len(rows):
-        raise SystemExit(f"{path}: every row needs a unique absolute path and a label usable as a folder name; {bad}")
+        rows = list(csv.DictReader(f, dialect="excel-tab"))
+    bad = [row for row in rows if None in row or None in row.values()]  # a row with too many or too few fields
+    rows = [{k: v.strip() for k, v in row.items()} for row in rows if row not in bad]
+    bad += [row for row in rows if row["label"] in ("", ".", "..") or "/" in row["label"]
+            or not row["path"].startswith("/")]
+    if bad or len({str(target(Path(), row)) for row in rows}) != len(rows):
+        raise SystemExit(f"{path}: every row needs package, path, label and note, a unique absolute path and a label "
+                         f"usable as a folder name; check {bad or 'the repeated paths'}")
     return rows
 
 
@@ -41,21 +45,25 @@ def target(out: Path, row: dict[str, str]) -> Path:
 
 
 def write(out: Path, rows: list[dict[str, str]]) -> list[Path]:
-    """Copy every photo into a temporary folder beside `out`, then move it into place: a run that dies leaves no
-    half-written set."""
-    missing = sorted({row["package"] for row in rows if not Path(row["path"]).is_file()})
+    """Copy every photo into a temporary folder beside `out`, then rename it to `out`: a run that dies leaves no
+    half-written set (at most a `.NAME.*.tmp` folder)."""
+    missing = [row for row in rows if not Path(row["path"]).is_file()]
     if missing:
-        raise SystemExit(f"photos missing; install them with: apt-get install {' '.join(missing)}")
+        packages = " ".join(sorted({row["package"] for row in missing}))
+        raise SystemExit(f"{len(missing)} photos missing, e.g. {missing[0]['path']}; install them with: apt-get "
+                         f"install {packages}")
     if out.exists():
         raise SystemExit(f"{out} exists; remove it to write the set again")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
         for row in rows:
-            path = target(Path(tmp), row)
+            path = target(tmp, row)
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(row["path"], path)
-        Path(tmp).rename(out)
-        Path(tmp).mkdir()  # for TemporaryDirectory's clean-up
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return sorted(target(out, row) for row in rows)
 
 
