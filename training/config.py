@@ -264,8 +264,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-CLIP_ONLY_DATA = ("caption_templates", "caption_template_p", "imagenet_pairs", "imagenet_distill",
-                  "imagenet_distill_min_p", "imagenet_distill_kinds", "imagenet_glosses", "background_p")
+CLIP_ONLY_DATA = ("augment", "augment_cfg", "shuffle_buffer", "upsampling_factors", "caption_templates",
+                  "caption_template_p", "imagenet_pairs", "imagenet_distill", "imagenet_distill_min_p",
+                  "imagenet_distill_kinds", "imagenet_glosses", "background_p")
 
 
 def refuse_clip_only_keys(cfg: TrainConfig, trainer: str) -> None:
