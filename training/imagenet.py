@@ -19,8 +19,8 @@ from multimodal.errors import UsageError
 class ImageNetPairs:
     """One step's ImageNet classes: pseudo-pairs for the contrastive batch, and a distillation loss when
     `distill` > 0, over the images whose teacher top-1 probability is at least `min_confidence` (and, with `kinds`,
-    whose sample metadata's "kind" is one of them, e.g. ["photo"]). The classes are
-    random (torch's RNG: resumable), led by the teacher's top-1 class of each image."""
+    whose sample metadata's "kind" is one of them, e.g. ["photo"]). The classes are random (torch's RNG:
+    resumable), led by the teacher's top-1 class of each image."""
 
     TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.")
 
