@@ -210,7 +210,6 @@ def from_dict(cls, data: dict, where: str = ""):
     return cls(**kwargs)
 
 
-SAMPLE_KINDS = ("photo", "drawing")  # meta["kind"] of the GCompris and Scratch corpora
 CHOICES = {"loss": ("clip", "siglip"), "precision": ("bf16", "fp32"), "device": ("auto", "cpu", "cuda"),
            "decoder.condition": ("image", "text")}
 AT_LEAST_ONE = ("steps", "log_every", "checkpoint_every", "data.batch_size", "optim.accum_steps", "eval.batch_size",
@@ -250,10 +249,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("imagenet_distill_min_p", "imagenet_distill_kinds"):
         if getattr(cfg.data, key) and not cfg.data.imagenet_distill:
             raise UsageError(f"data.{key} gates the distillation: it needs data.imagenet_distill, e.g. 1")
-    unknown = sorted(set(cfg.data.imagenet_distill_kinds) - set(SAMPLE_KINDS))
-    if unknown:
-        raise UsageError(f"data.imagenet_distill_kinds={unknown}: the corpora mark samples as one of "
-                         f"{list(SAMPLE_KINDS)}")
+    if cfg.data.imagenet_distill_kinds:
+        from multimodal.data.corpora import KINDS
+
+        unknown = sorted(set(cfg.data.imagenet_distill_kinds) - set(KINDS))
+        if unknown:
+            raise UsageError(f"data.imagenet_distill_kinds={unknown}: the corpora mark samples as one of {list(KINDS)}")
     if cfg.data.imagenet_pairs and cfg.optim.accum_steps > 1:
         raise UsageError("data.imagenet_pairs needs optim.accum_steps=1")
     if cfg.data.augment_cfg:

@@ -18,6 +18,9 @@ from multimodal.data.split import EVAL_FRACTION, split_of
 from multimodal.data.writer import WriteReport, write_shards
 from multimodal.errors import MissingError, UsageError
 
+PHOTO, DRAWING = "photo", "drawing"  # meta["kind"] where a corpus holds both (GCompris, Scratch)
+KINDS = (PHOTO, DRAWING)
+
 CORPORA = {
     "openclipart": "multimodal.data.corpora.openclipart",
     "tuxpaint": "multimodal.data.corpora.tuxpaint",

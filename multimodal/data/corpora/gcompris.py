@@ -15,7 +15,7 @@ import re
 import warnings
 from pathlib import Path
 
-from multimodal.data.corpora import require
+from multimodal.data.corpora import DRAWING, PHOTO, require
 from multimodal.data.corpora.rcc import index, read_resource
 from multimodal.data.corpora.svg import RENDER_SIZE, render_svg, require_rsvg
 from multimodal.data.sources import SourceItem, humanize, make_key
@@ -127,7 +127,7 @@ def folder_items(archive: Path, folder: str, size: int) -> list[SourceItem]:
         caption = caption_of(stem, archive.stem)
         image = (functools.partial(_render, str(archive), name, size) if suffix == "svg"
                  else functools.partial(read_resource, str(archive), name))
-        meta = {"source": f"{archive.name}:{name}", "kind": "drawing" if drawn else "photo", "activity": archive.stem,
+        meta = {"source": f"{archive.name}:{name}", "kind": DRAWING if drawn else PHOTO, "activity": archive.stem,
                 "license": credit_license(credits.get(rel)), "split_key": make_key(caption)}
         key = make_key(f"{archive.stem}_{folder.rsplit('/', 1)[-1]}_{rel.rpartition('.')[0]}_{suffix}")
         out.append(SourceItem(key, caption, image, [caption], meta))

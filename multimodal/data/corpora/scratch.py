@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from multimodal.data.corpora import drop_duplicate_files, require
+from multimodal.data.corpora import DRAWING, PHOTO, drop_duplicate_files, require
 from multimodal.data.images import is_image_path
 from multimodal.data.sources import SourceItem, humanize, make_key
 
@@ -105,7 +105,7 @@ def items(root: Path = ROOT) -> list[SourceItem]:
                  if is_image_path(p) and p.stem not in SKIP]
         for path in drop_duplicate_files(paths):
             caption = caption_of(path.stem)
-            meta = {"source": str(path), "kind": "drawing" if without_pose(path.stem) in DRAWN else "photo",
+            meta = {"source": str(path), "kind": DRAWING if without_pose(path.stem) in DRAWN else PHOTO,
                     "category": folder, "split_key": make_key(split_key(folder, path.stem, caption))}
             key = make_key(f"{folder.rsplit('/', 1)[-1]}_{path.stem}_{path.suffix[1:]}")
             out.append(SourceItem(key, caption, str(path), [caption], meta))
