@@ -1,0 +1,98 @@
+"""Render the icons of things of an Iconify icon package into an ImageFolder for zero-shot evaluation (never for
+training or tuning): a drawing style that no training corpus has, to judge a CLIP candidate no one has measured on it.
+
+    python training/recipes/iconify_eval.py icon-park                 # -> data/eval/icon-park/<label>/<icon>.png
+    multimodal eval zeroshot --model builtin --data icon-park=data/eval/icon-park
+
+Each set names its npm package, pinned version, licence and the categories (the package's metadata.json) that hold
+things rather than interface glyphs, chosen from the category names before any icon was drawn or measured. The label,
+which becomes the class folder, is the icon name with a trailing variant word ('-one' ... '-ten') dropped and dashes
+as spaces: `bottle-one` and `bottle-two` are two images of "bottle". Icons are rendered with rsvg-convert (apt-get
+install librsvg2-bin) at the corpora's render size; the package is fetched once with `npm pack` into data/sources/npm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from multimodal.data.corpora.iconify import categories, icon_svg
+from multimodal.data.corpora.npm import NPM_CACHE, npm_package
+from multimodal.data.corpora.svg import render_svg
+
+VARIANT_WORD = re.compile(r"-(one|two|three|four|five|six|seven|eight|nine|ten)$")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    package: str
+    version: str
+    license: str
+    categories: tuple[str, ...]
+
+
+SETS = {
+    "icon-park": EvalSet("@iconify-json/icon-park", "1.2.4", "Apache-2.0 (IconPark by ByteDance)",
+                         ("Animals", "Foods", "Clothes", "Sports", "Travel", "Weather", "Baby", "Makeups", "Build",
+                          "Life", "Energy", "Industry", "Measurement")),
+}
+
+
+def label_of(icon_name: str) -> str:
+    return VARIANT_WORD.sub("", icon_name).replace("-", " ")
+
+
+def chosen_icons(root: Path, wanted: tuple[str, ...]) -> dict[str, str]:
+    """{icon name: label} of the icons in the wanted categories (an icon in two of them counts once)."""
+    category = categories(root)
+    missing = set(wanted) - set(category.values())
+    if missing:
+        raise SystemExit(f"{root}: no categories {sorted(missing)} in metadata.json")
+    return {name: label_of(name) for name, cat in sorted(category.items()) if cat in wanted}
+
+
+def write(out: Path, root: Path, icons: dict[str, str]) -> int:
+    """Render every icon into a temporary folder beside `out`, then rename it to `out`: a run that dies leaves no
+    half-written set (at most a `.NAME.*.tmp` folder)."""
+    if out.exists():
+        raise SystemExit(f"{out} exists; remove it to write the set again")
+    icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
+    absent = sorted(set(icons) - set(icon_set["icons"]))
+    if absent:
+        raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, label in icons.items():
+            path = tmp / label / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(render_svg(icon_svg(icon_set["icons"][name], icon_set)))
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return len(icons)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("set", choices=sorted(SETS), help="which evaluation set to build")
+    parser.add_argument("--out", type=Path, help="folder to create (default: data/eval/SET)")
+    parser.add_argument("--cache", type=Path, default=NPM_CACHE, help="where npm packages are unpacked")
+    args = parser.parse_args(argv)
+    spec = SETS[args.set]
+    root = npm_package(spec.package, spec.version, args.cache)
+    icons = chosen_icons(root, spec.categories)
+    out = args.out or Path("data/eval") / args.set
+    n = write(out, root, icons)
+    print(f"wrote {n} icons in {len(set(icons.values()))} classes to {out} ({spec.license})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
