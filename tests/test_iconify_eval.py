@@ -29,8 +29,8 @@ def package(root: Path, icons: dict[str, str], categories: dict[str, list[str]])
 
 def test_labels_drop_the_variant_word_only():
     assert [iconify_eval.label_of(n) for n in ("bottle-one", "bottle-ten", "hot-air-balloon", "one-piece-swimsuit",
-                                               "bridge-twenty")] == ["bottle", "bottle", "hot air balloon",
-                                                                    "one piece swimsuit", "bridge twenty"]
+                                               "bridge-twenty", "car-4")] == ["bottle", "bottle", "hot air balloon",
+                                                                    "one piece swimsuit", "bridge twenty", "car"]
 
 
 def test_every_reserved_set_names_a_pinned_package_and_categories():

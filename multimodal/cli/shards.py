@@ -11,7 +11,7 @@ from multimodal.cli import add_subcommand
 # the registry's names, spelled out so that `--help` does not import the corpus builders; a test keeps them equal
 CORPUS_NAMES = ["openclipart", "tuxpaint", "emoji", "fashion-mnist", "gcompris", "scratch", "twemoji", "openmoji",
                 "emojione", "icons", "emojione-v1", "noto-v1", "fxemoji", "streamline-emojis",
-                "emojione-monotone"]
+                "emojione-monotone", "mdi-things"]
 
 WRITE_HELP = """\
 Write webdataset .tar shards from one of these sources:
@@ -53,7 +53,12 @@ rsvg-convert, librsvg2-bin):
   fxemoji        @iconify-json/fxemoji (npm)         caption: CLDR name              (Apache-2.0)
   streamline-emojis  @iconify-json/streamline-emojis (npm)  caption: CLDR or icon name  (CC-BY-4.0)
   emojione-monotone  @iconify-json/emojione-monotone (npm)  caption: CLDR or icon name  (CC-BY-4.0);
-                 black glyphs, reserved for evaluation: no training recipe uses it"""
+                 black glyphs, reserved for evaluation: no training recipe uses it
+  mdi-things     @iconify-json/mdi (npm)             caption: icon name, things only  (Apache-2.0);
+                 one-colour glyphs, filled and outline, of animals, food, tools, vehicles, places ...
+
+IconPark's and Streamline Ultimate's icons are reserved for evaluation too; they are not corpora but
+ImageFolders, built by training/recipes/iconify_eval.py."""
 
 
 def register(sub) -> None:

@@ -6,9 +6,10 @@ training or tuning): a drawing style that no training corpus has, to judge a CLI
 
 Each set names its npm package, pinned version, licence and the categories (the package's metadata.json) that hold
 things rather than interface glyphs, chosen from the category names before any icon was drawn or measured. The label,
-which becomes the class folder, is the icon name with a trailing variant word ('-one' ... '-ten') dropped and dashes
-as spaces: `bottle-one` and `bottle-two` are two images of "bottle". Icons are rendered with rsvg-convert (apt-get
-install librsvg2-bin) at the corpora's render size; the package is fetched once with `npm pack` into data/sources/npm.
+which becomes the class folder, is the icon name with a trailing variant number or word ('-2', '-one' ... '-ten')
+dropped and dashes as spaces: `bottle-one` and `bottle-two` are two images of "bottle". Icons are rendered with
+rsvg-convert (apt-get install librsvg2-bin) at the corpora's render size; the package is fetched once with `npm pack`
+into data/sources/npm.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from multimodal.data.corpora.iconify import categories, icon_svg
 from multimodal.data.corpora.npm import NPM_CACHE, npm_package
 from multimodal.data.corpora.svg import render_svg
 
-VARIANT_WORD = re.compile(r"-(one|two|three|four|five|six|seven|eight|nine|ten)$")
+VARIANT_WORD = re.compile(r"-(\d+|one|two|three|four|five|six|seven|eight|nine|ten)$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ SETS = {
     "icon-park": EvalSet("@iconify-json/icon-park", "1.2.4", "Apache-2.0 (IconPark by ByteDance)",
                          ("Animals", "Foods", "Clothes", "Sports", "Travel", "Weather", "Baby", "Makeups", "Build",
                           "Life", "Energy", "Industry", "Measurement")),
+    "streamline-ultimate-color": EvalSet(
+        "@iconify-json/streamline-ultimate-color", "1.2.2", "CC-BY-4.0 (Streamline Ultimate Colors by Streamline)",
+        ("FoodDrinks", "Transportation", "Sports", "Science", "Weather", "EntertainmentEventsHobbies", "MusicAudio",
+         "HealthBeauty", "ShippingDelivery", "ComputersDevicesElectronics", "PhonesMobileDevices", "VideoMoviesTv",
+         "ImagesPhotography", "Content", "Design")),
 }
 
 

@@ -37,6 +37,7 @@ CORPORA = {
     "fxemoji": "multimodal.data.corpora.iconify:FXEMOJI",
     "streamline-emojis": "multimodal.data.corpora.iconify:STREAMLINE_EMOJIS",
     "emojione-monotone": "multimodal.data.corpora.iconify:EMOJIONE_MONOTONE",
+    "mdi-things": "multimodal.data.corpora.iconify:MDI_THINGS",
 }
 
 

@@ -1,5 +1,7 @@
-"""Emoji sets in npm's Iconify JSON packages (SVG bodies inside icons.json), rendered with rsvg-convert and
-captioned with their names. One `IconSet` per package; each is a corpus (see `CORPORA`). Skin tones are left out."""
+"""Emoji and icon sets in npm's Iconify JSON packages (SVG bodies inside icons.json), rendered with rsvg-convert and
+captioned with their names. One `IconSet` per package; each is a corpus (see `CORPORA`). Skin tones are left out;
+an icon set can keep only the categories (its metadata.json) that hold things, and leave out names that mark an
+interface glyph ('airplane-off', 'beaker-plus')."""
 
 from __future__ import annotations
 
@@ -61,22 +63,36 @@ class IconSet:
     VERSION: str
     LICENSE: str
     loose_names: bool = True  # False keeps EmojiOne 2.3's exact-name keys, so its published split stays as it is
+    categories: tuple[str, ...] = ()  # keep only icons in these categories (all when empty)
+    skip_words: frozenset[str] = frozenset()  # a name with one of these words is an interface glyph: left out
+    style_words: tuple[str, ...] = ()  # 'cat-outline' draws the concept of 'cat': the word leaves name and caption
+    glued_names: bool = True  # a one-word name that is no emoji may glue words ('americasglobe'): left out
 
     @property
     def SOURCE(self) -> str:  # noqa: N802 - the corpus-module interface's name
         return (f"{pack_command(self.PACKAGE, self.VERSION)}, unpacked into {NPM_CACHE}/{self.PACKAGE} (done on the "
                 "first build); apt-get install librsvg2-bin")
 
+    def base(self, icon_name: str) -> str:
+        """The concept an icon draws: its name less a variant number ('baby-2') and style words ('cat-outline')."""
+        if not self.loose_names:
+            return icon_name
+        return VARIANT.sub("", "-".join(w for w in icon_name.split("-") if w not in self.style_words))
+
+    def wanted(self, icon_name: str, category: str | None) -> bool:
+        return ((not self.categories or category in self.categories)
+                and not self.skip_words.intersection(icon_name.split("-")))
+
     def match(self, icon_name: str) -> tuple[str | None, str | None]:
         """(emoji, caption) of an icon name; the caption is None when the name is unreadable and matches no emoji."""
         name = icon_name.replace("-", " ")
         if not self.loose_names:
             return chars_by_name().get(name), name
-        base = VARIANT.sub("", icon_name)
+        base = self.base(icon_name)
         char = chars_by_name().get(base.replace("-", " ")) or chars_by_compact_name().get(compact(base))
         if char:
             return char, emoji_name(qualified()[char.replace("\ufe0f", "")][1]).lower()
-        return None, base.replace("-", " ") if "-" in base else None
+        return None, base.replace("-", " ") if "-" in base or not self.glued_names else None
 
     def items(self, root: Path | None = None, cache: Path = NPM_CACHE, size: int = RENDER_SIZE) -> list[SourceItem]:
         require_rsvg()
@@ -89,13 +105,15 @@ class IconSet:
             svg = icon_svg(icon, icon_set)
             digest = hashlib.sha1(svg).hexdigest()
             char, caption = self.match(icon_name)
-            if "skin-tone" in icon_name or icon.get("hidden") or digest in seen or caption is None:
+            if ("skin-tone" in icon_name or icon.get("hidden") or digest in seen or caption is None
+                    or not self.wanted(icon_name, category.get(icon_name))):
                 continue
             seen.add(digest)
             # an emoji's key is the `emoji` corpus's, and so is its split; a variant ('baby-2') splits with its emoji
-            base = VARIANT.sub("", icon_name) if self.loose_names else icon_name
+            base = self.base(icon_name)
             split_key = emoji_key(char, caption) if char else make_key(base)
-            key = split_key if base == icon_name else f"{split_key}_{icon_name.rsplit('-', 1)[1]}"
+            variant = icon_name[len(base) + 1:] if icon_name.startswith(f"{base}-") else icon_name
+            key = split_key if base == icon_name else f"{split_key}_{variant}"
             meta = {"source": f"{root / 'icons.json'}#{icon_name}", "icon": icon_name, "char": char,
                     "category": category.get(icon_name), "split_key": split_key}
             out.append(SourceItem(key, caption, functools.partial(render_svg, svg, size), [caption], meta))
@@ -115,3 +133,14 @@ STREAMLINE_EMOJIS = IconSet("streamline-emojis", "@iconify-json/streamline-emoji
 EMOJIONE_MONOTONE = IconSet("emojione-monotone", "@iconify-json/emojione-monotone", "1.2.1",
                             "CC-BY-4.0 (EmojiOne 2.2.7 Monotone by Emoji One; npm "
                             "@iconify-json/emojione-monotone 1.2.1)")
+MDI_THINGS = IconSet(
+    "mdi-things", "@iconify-json/mdi", "1.2.3",
+    "Apache-2.0 (Material Design Icons by Pictogrammers; npm @iconify-json/mdi 1.2.3)",
+    categories=("Animal", "Agriculture", "Clothing", "Food / Drink", "Hardware / Tools", "Health / Beauty", "Holiday",
+                "Music", "Nature", "Places", "Science", "Sport", "Transportation + Flying", "Transportation + Other",
+                "Transportation + Road", "Transportation + Water", "People / Family", "Gaming / RPG", "Religion",
+                "Drawing / Art", "Photography"),
+    skip_words=frozenset("off plus minus check remove alert lock edit cog search sync clock question cancel marker "
+                         "settings arrow multiple account circle box file folder archive bookmark network refresh "
+                         "outline-off on".split()),
+    style_words=("outline", "variant"), glued_names=False)
