@@ -275,10 +275,32 @@ def test_a_renamed_duplicate_keeps_the_split_of_its_twin():
     assert len({split_of(item.meta.get("split_key", item.key)) for item in items}) == 1
 
 
+@needs_rsvg
+def test_icon_sets_keep_things_and_fold_style_variants_into_their_concept(tmp_path):
+    rect = SQUARE.split(">", 1)[1]
+    icons = {"cat": "#f00", "cat-outline": "#f01", "barn": "#f02", "cake-variant-outline": "#f03",
+             "airplane-off": "black", "arrow-up": "black", "tractor-variant": "#f04"}
+    (tmp_path / "icons.json").write_text(json.dumps({"width": 24, "height": 24, "icons": {
+        name: {"body": rect.format(colour)} for name, colour in icons.items()}}))
+    (tmp_path / "metadata.json").write_text(json.dumps({"categories": {
+        "Animal": ["cat", "cat-outline"], "Agriculture": ["barn", "tractor-variant"], "Food / Drink":
+        ["cake-variant-outline"], "Transportation + Flying": ["airplane-off"], "Arrow": ["arrow-up"]}}))
+    items = {i.key: i for i in iconify.MDI_THINGS.items(tmp_path, size=32)}
+    # UI glyphs ('-off') and categories of no things (Arrow) are left out; a one-word name is a caption here
+    assert {k: i.caption for k, i in items.items()} == {
+        "cat_1f408": "cat", "cat_1f408_outline": "cat", "barn": "barn", "shortcake_1f370_variant-outline":
+        "shortcake", "tractor_1f69c_variant": "tractor"}  # the emoji 🍰 is also called "cake"
+    assert items["cat_1f408_outline"].meta["split_key"] == "cat_1f408"  # a style variant splits with its concept
+    assert items["barn"].meta["category"] == "Agriculture" and red_fraction(items["barn"].image()) > 0.4
+    assert "mdi-things" in CORPUS_NAMES and corpus_module("mdi-things").LICENSE.startswith("Apache-2.0")
+
+
 def test_reserved_evaluation_sets_are_in_no_training_recipe():
-    """EmojiOne monotone confirms candidates and Fluent emoji are kept for an outside evaluation: no config trains on
-    them (a config naming one would make every figure measured on it a training figure)."""
+    """EmojiOne monotone, IconPark and Streamline Ultimate confirm candidates and Fluent emoji are kept for an outside
+    evaluation: no config trains on them (a config naming one would make every figure measured on it a training
+    figure)."""
     assert "CC-BY-4.0" in corpus_module("emojione-monotone").LICENSE
     configs = Path(__file__).parents[1] / "training" / "configs"
-    named = [p.name for p in configs.glob("*.yaml") if re.search(r"emojione-monotone|fluent", p.read_text(), re.I)]
+    named = [p.name for p in configs.glob("*.yaml") if re.search(r"emojione-monotone|fluent|icon-park|ultimate",
+                                                                   p.read_text(), re.I)]
     assert list(configs.glob("*.yaml")) and named == []
