@@ -31,6 +31,7 @@ from multimodal.data.corpora import (
 )
 from multimodal.data.corpora import emoji as emoji_corpus
 from multimodal.data.split import is_held_out, split_of
+from multimodal.errors import MissingError, UsageError
 
 SVG = """<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"
  xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
@@ -279,20 +280,29 @@ def test_a_renamed_duplicate_keeps_the_split_of_its_twin():
 def test_icon_sets_keep_things_and_fold_style_variants_into_their_concept(tmp_path):
     rect = SQUARE.split(">", 1)[1]
     icons = {"cat": "#f00", "cat-outline": "#f01", "barn": "#f02", "cake-variant-outline": "#f03",
-             "airplane-off": "black", "arrow-up": "black", "tractor-variant": "#f04"}
+             "airplane-off": "black", "arrow-up": "black", "tractor-variant": "#f04", "horse-variant-fast": "#f05",
+             "wave": "#f06", "fence": "#f07"}
     (tmp_path / "icons.json").write_text(json.dumps({"width": 24, "height": 24, "icons": {
         name: {"body": rect.format(colour)} for name, colour in icons.items()}}))
     (tmp_path / "metadata.json").write_text(json.dumps({"categories": {
-        "Animal": ["cat", "cat-outline"], "Agriculture": ["barn", "tractor-variant"], "Food / Drink":
-        ["cake-variant-outline"], "Transportation + Flying": ["airplane-off"], "Arrow": ["arrow-up"]}}))
+        **{cat: [] for cat in iconify.MDI_THINGS.categories}, "Animal": ["cat", "cat-outline", "horse-variant-fast"], "Agriculture": ["barn", "tractor-variant", "fence"],
+        "Food / Drink": ["cake-variant-outline"], "Transportation + Flying": ["airplane-off"], "Arrow": ["arrow-up"],
+        "Transportation + Water": ["wave"], "Home Automation": ["fence"]}}))  # fence: a kept category, then not
     items = {i.key: i for i in iconify.MDI_THINGS.items(tmp_path, size=32)}
-    # UI glyphs ('-off') and categories of no things (Arrow) are left out; a one-word name is a caption here
+    # UI glyphs ('-off') and categories of no things (Arrow) are left out; a one-word name is a caption here, and
+    # only an exact CLDR name makes an icon an emoji ('wave' is water, not the waving hand; 'cake' not the shortcake)
     assert {k: i.caption for k, i in items.items()} == {
-        "cat_1f408": "cat", "cat_1f408_outline": "cat", "barn": "barn", "shortcake_1f370_variant-outline":
-        "shortcake", "tractor_1f69c_variant": "tractor"}  # the emoji 🍰 is also called "cake"
+        "cat_1f408": "cat", "cat_1f408_outline": "cat", "barn": "barn", "cake_variant-outline": "cake",
+        "tractor_1f69c_variant": "tractor", "horse-fast_variant": "horse fast", "wave": "wave", "fence": "fence"}
     assert items["cat_1f408_outline"].meta["split_key"] == "cat_1f408"  # a style variant splits with its concept
     assert items["barn"].meta["category"] == "Agriculture" and red_fraction(items["barn"].image()) > 0.4
     assert "mdi-things" in CORPUS_NAMES and corpus_module("mdi-things").LICENSE.startswith("Apache-2.0")
+    (tmp_path / "metadata.json").write_text(json.dumps({"categories": {"Animal": ["cat"]}}))
+    with pytest.raises(UsageError, match="no categories .*'Agriculture'"):
+        iconify.MDI_THINGS.items(tmp_path, size=32)
+    (tmp_path / "metadata.json").unlink()
+    with pytest.raises(MissingError, match="metadata.json"):
+        iconify.MDI_THINGS.items(tmp_path, size=32)
 
 
 def test_reserved_evaluation_sets_are_in_no_training_recipe():

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from multimodal.errors import UsageError
+
 SPEC = importlib.util.spec_from_file_location(
     "iconify_eval", Path(__file__).parents[1] / "training" / "recipes" / "iconify_eval.py")
 iconify_eval = importlib.util.module_from_spec(SPEC)
@@ -41,19 +43,25 @@ def test_every_reserved_set_names_a_pinned_package_and_categories():
 @pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="needs rsvg-convert (librsvg2-bin)")
 def test_renders_the_chosen_categories_into_label_folders(tmp_path, monkeypatch):
     root = package(tmp_path / "cache" / "@iconify-json" / "toy",
-                   {"bottle-one": "red", "bottle-two": "blue", "cat": "green", "arrow-up": "black"},
-                   {"Foods": ["bottle-one", "bottle-two"], "Animals": ["cat"], "Arrows": ["arrow-up"]})
+                   {"bottle-one": "red", "bottle-two": "blue", "cat": "green", "arrow-up": "black",
+                    "kitty": "green", "cat-off": "grey", "dog": "brown"},
+                   {"Foods": ["bottle-one", "bottle-two"], "Animals": ["cat", "cat-off", "kitty"],
+                    "Arrows": ["arrow-up", "dog"], "Pets": ["dog"]})  # 'dog' is listed under two categories
+    (root / "icons.json").write_text((root / "icons.json").read_text().replace(
+        '"dog": {"body"', '"dog": {"hidden": true, "body"'))
     monkeypatch.setitem(iconify_eval.SETS, "toy", iconify_eval.EvalSet("@iconify-json/toy", "1.0.0", "MIT",
-                                                                      ("Foods", "Animals")))
+                                                                      ("Foods", "Animals", "Pets"),
+                                                                      frozenset({"off"})))
     out = tmp_path / "out"
     assert iconify_eval.main(["toy", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert files == ["bottle/bottle-one.png", "bottle/bottle-two.png", "cat/cat.png"]  # no interface glyphs
+    # no interface glyphs (arrow-up, cat-off), no hidden icon (dog), one drawing once (kitty is cat's green square)
+    assert files == ["bottle/bottle-one.png", "bottle/bottle-two.png", "cat/cat.png"]
     assert Image.open(out / "cat" / "cat.png").convert("RGB").getpixel((80, 80)) == (0, 128, 0)
     with pytest.raises(SystemExit, match="exists"):
         iconify_eval.main(["toy", "--out", str(out), "--cache", str(tmp_path / "cache")])
-    with pytest.raises(SystemExit, match="no categories"):
-        iconify_eval.chosen_icons(root, ("Foods", "Vehicles"))
+    with pytest.raises(UsageError, match=r"no categories \['Vehicles'\]"):
+        iconify_eval.chosen_icons(root, iconify_eval.EvalSet("p", "1.0.0", "MIT", ("Foods", "Vehicles")))
     # a render that fails half-way leaves neither the set nor a temporary folder
     render, calls = iconify_eval.render_svg, []
 
@@ -67,3 +75,6 @@ def test_renders_the_chosen_categories_into_label_folders(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="No space"):
         iconify_eval.main(["toy", "--out", str(tmp_path / "out2"), "--cache", str(tmp_path / "cache")])
     assert not (tmp_path / "out2").exists() and not list(tmp_path.glob(".out2.*"))
+    (root / "metadata.json").unlink()
+    with pytest.raises(SystemExit, match="metadata.json"):
+        iconify_eval.main(["toy", "--out", str(tmp_path / "out4"), "--cache", str(tmp_path / "cache")])

@@ -23,9 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from multimodal.data.corpora.iconify import categories, icon_svg
+from multimodal.data.corpora.iconify import icon_svg, icons_in
 from multimodal.data.corpora.npm import NPM_CACHE, npm_package
 from multimodal.data.corpora.svg import render_svg
+from multimodal.errors import MissingError, UsageError
 
 VARIANT_WORD = re.compile(r"-(\d+|one|two|three|four|five|six|seven|eight|nine|ten)$")
 
@@ -36,6 +37,7 @@ class EvalSet:
     version: str
     license: str
     categories: tuple[str, ...]
+    skip_words: frozenset[str] = frozenset()  # a name with one of these words is an interface glyph: left out
 
 
 SETS = {
@@ -46,7 +48,8 @@ SETS = {
         "@iconify-json/streamline-ultimate-color", "1.2.2", "CC-BY-4.0 (Streamline Ultimate Colors by Streamline)",
         ("FoodDrinks", "Transportation", "Sports", "Science", "Weather", "EntertainmentEventsHobbies", "MusicAudio",
          "HealthBeauty", "ShippingDelivery", "ComputersDevicesElectronics", "PhonesMobileDevices", "VideoMoviesTv",
-         "ImagesPhotography", "Content", "Design")),
+         "ImagesPhotography"),
+        frozenset("off add remove search sync warning download upload check clock bold".split())),
 }
 
 
@@ -54,35 +57,38 @@ def label_of(icon_name: str) -> str:
     return VARIANT_WORD.sub("", icon_name).replace("-", " ")
 
 
-def chosen_icons(root: Path, wanted: tuple[str, ...]) -> dict[str, str]:
-    """{icon name: label} of the icons in the wanted categories (an icon in two of them counts once)."""
-    category = categories(root)
-    missing = set(wanted) - set(category.values())
-    if missing:
-        raise SystemExit(f"{root}: no categories {sorted(missing)} in metadata.json")
-    return {name: label_of(name) for name, cat in sorted(category.items()) if cat in wanted}
+def chosen_icons(root: Path, spec: EvalSet) -> dict[str, str]:
+    """{icon name: label} of the icons in any of the set's categories, interface glyphs left out."""
+    return {name: label_of(name) for name in sorted(icons_in(root, spec.categories))
+            if not spec.skip_words.intersection(name.split("-"))}
 
 
-def write(out: Path, root: Path, icons: dict[str, str]) -> int:
-    """Render every icon into a temporary folder beside `out`, then rename it to `out`: a run that dies leaves no
-    half-written set (at most a `.NAME.*.tmp` folder)."""
+def write(out: Path, root: Path, icons: dict[str, str]) -> dict[str, str]:
+    """Render every icon (hidden ones and repeated drawings left out) into a temporary folder beside `out`, then
+    rename it to `out`: a run that dies leaves no half-written set (at most a `.NAME.*.tmp` folder)."""
     if out.exists():
         raise SystemExit(f"{out} exists; remove it to write the set again")
     icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
     absent = sorted(set(icons) - set(icon_set["icons"]))
     if absent:
         raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
+    svgs = {name: icon_svg(icon_set["icons"][name], icon_set) for name in icons
+            if not icon_set["icons"][name].get("hidden")}
+    first: dict[bytes, str] = {}  # one drawing filed under two names is kept once, under the first
+    for name, svg in svgs.items():
+        first.setdefault(svg, name)
+    icons = {name: icons[name] for name in first.values()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         for name, label in icons.items():
             path = tmp / label / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(render_svg(icon_svg(icon_set["icons"][name], icon_set)))
+            path.write_bytes(render_svg(svgs[name]))
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return len(icons)
+    return icons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = SETS[args.set]
     root = npm_package(spec.package, spec.version, args.cache)
-    icons = chosen_icons(root, spec.categories)
     out = args.out or Path("data/eval") / args.set
-    n = write(out, root, icons)
-    print(f"wrote {n} icons in {len(set(icons.values()))} classes to {out} ({spec.license})", file=sys.stderr)
+    try:
+        written = write(out, root, chosen_icons(root, spec))
+    except (MissingError, UsageError) as e:
+        raise SystemExit(str(e)) from None
+    print(f"wrote {len(written)} icons in {len(set(written.values()))} classes to {out} ({spec.license})",
+          file=sys.stderr)
     return 0
 
 

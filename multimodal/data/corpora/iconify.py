@@ -19,6 +19,7 @@ from multimodal.data.corpora.emoji_keys import chars_by_name, emoji_key, qualifi
 from multimodal.data.corpora.npm import NPM_CACHE, npm_package, pack_command
 from multimodal.data.corpora.svg import RENDER_SIZE, render_svg, require_rsvg
 from multimodal.data.sources import SourceItem, make_key
+from multimodal.errors import UsageError
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="{left} {top} {width} {height}">{body}</svg>'
 BOX_DEFAULTS = {"left": 0, "top": 0, "width": 16, "height": 16}  # Iconify's defaults
@@ -35,6 +36,16 @@ def categories(root: Path) -> dict[str, str]:
     path = root / "metadata.json"
     cats = json.loads(path.read_text(encoding="utf-8")).get("categories", {}) if path.is_file() else {}
     return {icon: cat for cat, icons in cats.items() for icon in icons}
+
+
+def icons_in(root: Path, wanted: tuple[str, ...]) -> set[str]:
+    """The icons listed under any of the `wanted` categories of metadata.json (an icon may be in several)."""
+    path = require(root / "metadata.json", "metadata.json (the icons' categories)", f"npm pack the package into {root}")
+    cats = json.loads(path.read_text(encoding="utf-8")).get("categories", {})
+    missing = sorted(set(wanted) - set(cats))
+    if missing:
+        raise UsageError(f"{path}: no categories {missing}; it has {sorted(cats)}")
+    return {icon for cat in wanted for icon in cats[cat]}
 
 
 def compact(name: str) -> str:
@@ -67,6 +78,7 @@ class IconSet:
     skip_words: frozenset[str] = frozenset()  # a name with one of these words is an interface glyph: left out
     style_words: tuple[str, ...] = ()  # 'cat-outline' draws the concept of 'cat': the word leaves name and caption
     glued_names: bool = True  # a one-word name that is no emoji may glue words ('americasglobe'): left out
+    aliases: bool = True  # match emoji by alias and glued name too; False: by exact CLDR name only ('wave' is no 👋)
 
     @property
     def SOURCE(self) -> str:  # noqa: N802 - the corpus-module interface's name
@@ -79,9 +91,9 @@ class IconSet:
             return icon_name
         return VARIANT.sub("", "-".join(w for w in icon_name.split("-") if w not in self.style_words))
 
-    def wanted(self, icon_name: str, category: str | None) -> bool:
-        return ((not self.categories or category in self.categories)
-                and not self.skip_words.intersection(icon_name.split("-")))
+    def wanted(self, icon_name: str, things: set[str] | None) -> bool:
+        """In one of the set's categories (`things`: their icons; None: no filter), and no interface glyph."""
+        return (things is None or icon_name in things) and not self.skip_words.intersection(icon_name.split("-"))
 
     def match(self, icon_name: str) -> tuple[str | None, str | None]:
         """(emoji, caption) of an icon name; the caption is None when the name is unreadable and matches no emoji."""
@@ -89,7 +101,8 @@ class IconSet:
         if not self.loose_names:
             return chars_by_name().get(name), name
         base = self.base(icon_name)
-        char = chars_by_name().get(base.replace("-", " ")) or chars_by_compact_name().get(compact(base))
+        char = chars_by_name().get(base.replace("-", " ")) or (
+            chars_by_compact_name().get(compact(base)) if self.aliases else None)
         if char:
             return char, emoji_name(qualified()[char.replace("\ufe0f", "")][1]).lower()
         return None, base.replace("-", " ") if "-" in base or not self.glued_names else None
@@ -99,6 +112,7 @@ class IconSet:
         root = Path(root) if root else npm_package(self.PACKAGE, self.VERSION, cache)
         icon_set = json.loads(require(root / "icons.json", "icons.json", self.SOURCE).read_text(encoding="utf-8"))
         category = categories(root)
+        things = icons_in(root, self.categories) if self.categories else None
         seen: set[str] = set()
         out = []
         for icon_name, icon in sorted(icon_set["icons"].items()):
@@ -106,13 +120,14 @@ class IconSet:
             digest = hashlib.sha1(svg).hexdigest()
             char, caption = self.match(icon_name)
             if ("skin-tone" in icon_name or icon.get("hidden") or digest in seen or caption is None
-                    or not self.wanted(icon_name, category.get(icon_name))):
+                    or not self.wanted(icon_name, things)):
                 continue
             seen.add(digest)
             # an emoji's key is the `emoji` corpus's, and so is its split; a variant ('baby-2') splits with its emoji
             base = self.base(icon_name)
             split_key = emoji_key(char, caption) if char else make_key(base)
-            variant = icon_name[len(base) + 1:] if icon_name.startswith(f"{base}-") else icon_name
+            variant = (icon_name[len(base) + 1:] if icon_name.startswith(f"{base}-")
+                       else "-".join(w for w in icon_name.split("-") if w in self.style_words))  # 'horse-variant-fast'
             key = split_key if base == icon_name else f"{split_key}_{variant}"
             meta = {"source": f"{root / 'icons.json'}#{icon_name}", "icon": icon_name, "char": char,
                     "category": category.get(icon_name), "split_key": split_key}
@@ -142,5 +157,5 @@ MDI_THINGS = IconSet(
                 "Drawing / Art", "Photography"),
     skip_words=frozenset("off plus minus check remove alert lock edit cog search sync clock question cancel marker "
                          "settings arrow multiple account circle box file folder archive bookmark network refresh "
-                         "outline-off on".split()),
-    style_words=("outline", "variant"), glued_names=False)
+                         "on".split()),
+    style_words=("outline", "variant"), glued_names=False, aliases=False)
