@@ -15,13 +15,15 @@ EXAMPLES = ASSETS_DIR / "examples"
 EVERYDAY = ASSETS_DIR / "labels" / "everyday.txt"
 
 
-def test_assets_stay_under_60_mb_besides_the_bank():
+def test_assets_stay_under_75_mb_besides_the_bank():
     """The retrieval decoder's bank (its 16,047 training images at 32 px and their embeddings: 62 MB, 29 MB
-    compressed in git) is the decoder's knowledge and has its own budget; everything else stays under 60 MB."""
+    compressed in git) is the decoder's knowledge and has its own budget; everything else stays under 75 MB: two
+    CLIPs of 23 MB (the tagger's, and the pipeline's own, whose embeddings its prior and decoder were trained on)
+    and the rest."""
     files = [p for p in ASSETS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     bank = sum(p.stat().st_size for p in files if "bank" in p.parts)
     rest = sum(p.stat().st_size for p in files) - bank
-    assert rest < 60e6 and bank < 65e6, f"assets/ holds {rest / 1e6:.1f} MB besides the bank's {bank / 1e6:.1f} MB"
+    assert rest < 75e6 and bank < 65e6, f"assets/ holds {rest / 1e6:.1f} MB besides the bank's {bank / 1e6:.1f} MB"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped file under assets/builtin and every number of assets/MODEL_CARD.md, end to end, on
 # a CPU. Each step skips what is finished and resumes what was interrupted (--resume auto), so the script
-# can be stopped and started again. On 2 cores about 20.5 hours, the decoders' twelve runs included (`device: auto`
+# can be stopped and started again. On 2 cores about 24.5 hours, the decoders' twelve runs included (`device: auto`
 # uses a GPU when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +11,7 @@ done_() { [ -d "$1/final" ]; }
 # 0. the offline data (Debian packages) and the corpus shards with their fixed held-out splits
 debs=(openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji dataset-fashion-mnist
       tango-icon-theme oxygen-icon-theme librsvg2-bin gcompris-qt-data scratch
-      tuxpaint-data palapeli-data mate-backgrounds opencv-doc)  # the last four: photos for evaluation only
+      tuxpaint-data palapeli-data mate-backgrounds opencv-doc fonts-symbola)  # the last five: evaluation only
 missing=(); for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if ((${#missing[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; fi
 python3 -m pip install -q -e ".[test]"
@@ -22,6 +22,10 @@ mm shards corpus all --out data/corpus --quiet
 #    the README. fp32 where the CPU has no bf16 kernels (the trainer falls back).
 python3 training/recipes/skimage_eval.py   # the scikit-image photos as an evaluation set (never trained on)
 [ -d data/eval/debian-photos ] || python3 training/recipes/debian_photos_eval.py   # 50 more photos, evaluation only
+for set in icon-park streamline-ultimate-color; do   # icon styles, evaluation only
+    [ -d data/eval/$set ] || python3 training/recipes/iconify_eval.py $set
+done
+[ -d data/eval/symbola ] || python3 training/recipes/symbola_eval.py   # Symbola's emoji, evaluation only
 done_ runs/lit-v2 || mm train clip --config lit-v2 steps=1500 eval.every=500 --resume auto
 done_ runs/lit-imagenet || mm train clip --config lit-imagenet steps=1000 --resume auto   # CLIP v1
 # CLIP v2 = the uniform soup of v1 and lit-v2 (same initialisation; recipes README, "The soup")
@@ -43,6 +47,18 @@ done_ runs/lit-v10-cont || mm train clip --config lit-v10-cont --resume auto
 done_ runs/soup-v10 || python3 training/recipes/soup.py runs/lit-v10-cont/final runs/lit-v7-unlock2/final \
     --out runs/soup-v10/final
 CLIP_V10=runs/soup-v10/final
+# CLIP v22 (shipped for tagging since 2026-12-07; the pipeline keeps CLIP v10): the soup of CLIP v21 and its
+# 2,000-step continuation with Material Design Icons (lit-v22-mdi). CLIP v21 is the uniform soup of CLIP v10 and three
+# 2,000-step continuations of it (GCompris's photos, Scratch's media, photo-gated ImageNet distillation), ~60 min each.
+for run in lit-v16-gcompris lit-v18-scratch lit-v20-photodistill; do
+    done_ runs/$run || mm train clip --config $run model.init=$CLIP_V10 --resume auto
+done
+[ -d runs/soup-v21/final ] || python3 training/recipes/soup.py $CLIP_V10 runs/lit-v16-gcompris/final \
+    runs/lit-v18-scratch/final runs/lit-v20-photodistill/final --out runs/soup-v21/final
+done_ runs/lit-v22-mdi || mm train clip --config lit-v22-mdi --resume auto
+[ -d runs/soup-v22/final ] || python3 training/recipes/soup.py runs/soup-v21/final runs/lit-v22-mdi/final \
+    --out runs/soup-v22/final
+CLIP_V22=runs/soup-v22/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
@@ -83,7 +99,7 @@ soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder
 done_ runs/decoder-v12 || mm train decoder --config decoder-v12 --resume auto
 soup_pipeline runs/soup-dec-v12 runs/decoder-v12 runs/soup-dec-v11/decoder
 done_ runs/decoder-v13-64px || mm train decoder --config decoder-v13-64px --resume auto   # 64 px: what ships
-python3 training/recipes/ship.py --clip $CLIP_V10 --pipeline runs/decoder-v13-64px/final/pipeline
+python3 training/recipes/ship.py --clip $CLIP_V22 --pipeline runs/decoder-v13-64px/final/pipeline  # its clip/: v10
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -99,7 +115,8 @@ mm eval generation --model builtin --data emoji=data/corpus/emoji/eval --num-pro
 mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs/eval/photos.txt
 
 # 6. the model card and the README's sample grid
-python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont --prior-run runs/prior-v4 \
+python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont runs/lit-v16-gcompris \
+    runs/lit-v18-scratch runs/lit-v20-photodistill runs/lit-v22-mdi --prior-run runs/prior-v4 \
     --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 \
     runs/decoder-v12 runs/decoder-v13-64px --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
