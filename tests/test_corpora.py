@@ -285,7 +285,8 @@ def test_icon_sets_keep_things_and_fold_style_variants_into_their_concept(tmp_pa
     (tmp_path / "icons.json").write_text(json.dumps({"width": 24, "height": 24, "icons": {
         name: {"body": rect.format(colour)} for name, colour in icons.items()}}))
     (tmp_path / "metadata.json").write_text(json.dumps({"categories": {
-        **{cat: [] for cat in iconify.MDI_THINGS.categories}, "Animal": ["cat", "cat-outline", "horse-variant-fast"], "Agriculture": ["barn", "tractor-variant", "fence"],
+        **{cat: [] for cat in iconify.MDI_THINGS.categories},
+        "Animal": ["cat", "cat-outline", "horse-variant-fast"], "Agriculture": ["barn", "tractor-variant", "fence"],
         "Food / Drink": ["cake-variant-outline"], "Transportation + Flying": ["airplane-off"], "Arrow": ["arrow-up"],
         "Transportation + Water": ["wave"], "Home Automation": ["fence"]}}))  # fence: a kept category, then not
     items = {i.key: i for i in iconify.MDI_THINGS.items(tmp_path, size=32)}
@@ -306,11 +307,11 @@ def test_icon_sets_keep_things_and_fold_style_variants_into_their_concept(tmp_pa
 
 
 def test_reserved_evaluation_sets_are_in_no_training_recipe():
-    """EmojiOne monotone, IconPark and Streamline Ultimate confirm candidates and Fluent emoji are kept for an outside
-    evaluation: no config trains on them (a config naming one would make every figure measured on it a training
-    figure)."""
+    """EmojiOne monotone, IconPark, Streamline Ultimate and Symbola confirm candidates; Fluent emoji are kept for an
+    outside evaluation: no config trains on them (a config naming one would make every figure measured on it a
+    training figure)."""
     assert "CC-BY-4.0" in corpus_module("emojione-monotone").LICENSE
     configs = Path(__file__).parents[1] / "training" / "configs"
-    named = [p.name for p in configs.glob("*.yaml") if re.search(r"emojione-monotone|fluent|icon-park|ultimate",
+    named = [p.name for p in configs.glob("*.yaml") if re.search(r"emojione-monotone|fluent|icon-park|ultimate|symbola",
                                                                    p.read_text(), re.I)]
     assert list(configs.glob("*.yaml")) and named == []
