@@ -57,8 +57,8 @@ rsvg-convert, librsvg2-bin):
   mdi-things     @iconify-json/mdi (npm)             caption: icon name, things only  (Apache-2.0);
                  one-colour glyphs, filled and outline, of animals, food, tools, vehicles, places ...
 
-IconPark's and Streamline Ultimate's icons are reserved for evaluation too; they are not corpora but
-ImageFolders, built by training/recipes/iconify_eval.py."""
+IconPark's and Streamline Ultimate's icons and Symbola's emoji are reserved for evaluation too; they
+are not corpora but ImageFolders, built by training/recipes/iconify_eval.py and symbola_eval.py."""
 
 
 def register(sub) -> None:
