@@ -19,8 +19,9 @@ import argparse
 import csv
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from multimodal_train.eval_folders import new_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ROOT / "assets" / "labels" / "debian-photos.tsv"
@@ -52,18 +53,11 @@ def write(out: Path, rows: list[dict[str, str]]) -> list[Path]:
         packages = " ".join(sorted({row["package"] for row in missing}))
         raise SystemExit(f"{len(missing)} photos missing, e.g. {missing[0]['path']}; install them with: apt-get "
                          f"install {packages}")
-    if out.exists():
-        raise SystemExit(f"{out} exists; remove it to write the set again")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         for row in rows:
             path = target(tmp, row)
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(row["path"], path)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return sorted(target(out, row) for row in rows)
 
 

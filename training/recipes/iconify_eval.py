@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from multimodal.data.corpora.iconify import icon_svg, icons_in
+from multimodal.data.corpora.iconify import icon_svg, icons_in, is_interface_glyph
 from multimodal.data.corpora.npm import NPM_CACHE, npm_package
 from multimodal.data.corpora.svg import render_svg
 from multimodal.errors import MissingError, UsageError
+from multimodal_train.eval_folders import new_folder
 
 VARIANT_WORD = re.compile(r"-(\d+|one|two|three|four|five|six|seven|eight|nine|ten)$")
 
@@ -60,34 +59,27 @@ def label_of(icon_name: str) -> str:
 def chosen_icons(root: Path, spec: EvalSet) -> dict[str, str]:
     """{icon name: label} of the icons in any of the set's categories, interface glyphs left out."""
     return {name: label_of(name) for name in sorted(icons_in(root, spec.categories))
-            if not spec.skip_words.intersection(name.split("-"))}
+            if not is_interface_glyph(name, spec.skip_words)}
 
 
 def write(out: Path, root: Path, icons: dict[str, str]) -> dict[str, str]:
     """Render every icon (hidden ones and repeated drawings left out) into a temporary folder beside `out`, then
     rename it to `out`: a run that dies leaves no half-written set (at most a `.NAME.*.tmp` folder)."""
-    if out.exists():
-        raise SystemExit(f"{out} exists; remove it to write the set again")
-    icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
-    absent = sorted(set(icons) - set(icon_set["icons"]))
-    if absent:
-        raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
-    svgs = {name: icon_svg(icon_set["icons"][name], icon_set) for name in icons
-            if not icon_set["icons"][name].get("hidden")}
-    first: dict[bytes, str] = {}  # one drawing filed under two names is kept once, under the first
-    for name, svg in svgs.items():
-        first.setdefault(svg, name)
-    icons = {name: icons[name] for name in first.values()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
+        icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
+        absent = sorted(set(icons) - set(icon_set["icons"]))
+        if absent:
+            raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
+        svgs = {name: icon_svg(icon_set["icons"][name], icon_set) for name in icons
+                if not icon_set["icons"][name].get("hidden")}
+        first: dict[bytes, str] = {}  # one drawing filed under two names is kept once, under the first
+        for name, svg in svgs.items():
+            first.setdefault(svg, name)
+        icons = {name: icons[name] for name in first.values()}
         for name, label in icons.items():
             path = tmp / label / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(render_svg(svgs[name]))
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return icons
 
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from multimodal.data.corpora.emoji import FONT_SIZE, emoji_name
 from multimodal.data.corpora.emoji_keys import qualified
+from multimodal_train.eval_folders import new_folder
 
 FONT = Path("/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf")
 ABSENT = "\U0010fffd"  # a private-use code point no font draws: what a missing glyph looks like
@@ -54,20 +53,13 @@ def drawn_emoji(font: ImageFont.FreeTypeFont) -> dict[str, tuple[str, Image.Imag
 def write(out: Path, glyphs: dict[str, tuple[str, Image.Image]]) -> None:
     """Write every glyph into a temporary folder beside `out`, then rename it to `out`: a run that dies leaves no
     half-written set (at most a `.NAME.*.tmp` folder)."""
-    if out.exists():
-        raise SystemExit(f"{out} exists; remove it to write the set again")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         for char, (name, glyph) in glyphs.items():
             path = tmp / name.replace("/", " ") / f"{ord(char):04x}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             buffer = io.BytesIO()
             glyph.save(buffer, format="PNG")
             path.write_bytes(buffer.getvalue())
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,11 @@ def icons_in(root: Path, wanted: tuple[str, ...]) -> set[str]:
     return {icon for cat in wanted for icon in cats[cat]}
 
 
+def is_interface_glyph(icon_name: str, words: frozenset[str]) -> bool:
+    """A name with one of `words` ('airplane-off', 'beaker-plus') draws an interface glyph, not a thing."""
+    return not words.isdisjoint(icon_name.split("-"))
+
+
 def compact(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -93,7 +98,7 @@ class IconSet:
 
     def wanted(self, icon_name: str, things: set[str] | None) -> bool:
         """In one of the set's categories (`things`: their icons; None: no filter), and no interface glyph."""
-        return (things is None or icon_name in things) and not self.skip_words.intersection(icon_name.split("-"))
+        return (things is None or icon_name in things) and not is_interface_glyph(icon_name, self.skip_words)
 
     def match(self, icon_name: str) -> tuple[str | None, str | None]:
         """(emoji, caption) of an icon name; the caption is None when the name is unreadable and matches no emoji."""
