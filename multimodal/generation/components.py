@@ -167,3 +167,15 @@ def guided_steps(steps: int, cutoff: float) -> int:
         raise UsageError(f"guidance_cutoff is the share of the steps that are guided, above 0 and at most 1; "
                          f"got {cutoff!r}")
     return math.ceil(round(steps * cutoff, 6))  # round: 25 * 0.28 is 7.000000000000001, which is 7 steps
+
+
+def strength_steps(steps: int, strength: float) -> int:
+    """How many of `steps` sampling steps run from an image noised to the `strength` share of the schedule
+    (diffusers' img2img count)."""
+    if not 0 < strength <= 1:  # NaN fails too
+        raise UsageError(f"strength is how much of the schedule the image is noised to, above 0 and at most 1 "
+                         f"(1: from pure noise); got {strength!r}")
+    run = int(round(steps * strength, 6))  # round: as in guided_steps
+    if run < 1:
+        raise UsageError(f"strength {strength} of {steps} steps leaves none to run: raise the strength or the steps")
+    return run

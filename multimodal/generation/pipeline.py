@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
@@ -32,6 +33,7 @@ from multimodal.generation.components import (
     decoder_condition,
     denoise,
     guided_steps,
+    strength_steps,
     upsampler_input,
     with_beside,
 )
@@ -48,6 +50,8 @@ PRETRAINED = {"builtin": "builtin/pipeline"}
 DEFAULT_GUIDANCE = 8.0
 # Variations condition on a true image embedding, not the prior's guess, and at 8 break into high-frequency noise.
 DEFAULT_VARIATION_GUIDANCE = 3.0
+# Variations from the embedding alone (1), or from the picture noised to this share of the schedule (SDEdit).
+DEFAULT_VARIATION_STRENGTH = 1.0
 # The share of the steps that are guided; the rest run the conditional half alone, at half the cost (guidance matters
 # least at low noise: Kynkaenniemi et al. 2024; diffusers' SDCFGCutoffCallback). 1 = every step.
 DEFAULT_GUIDANCE_CUTOFF = 1.0
@@ -191,13 +195,16 @@ class TextToImagePipeline(DiffusionPipeline):
     @torch.inference_mode()
     def sample(self, cond: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int, guidance_scale: float,
                generator: torch.Generator | None, height: int, width: int,
-               callback_on_step_end: Callable | None = None) -> torch.Tensor:
+               callback_on_step_end: Callable | None = None, init: torch.Tensor | None = None,
+               strength: float = 1.0) -> torch.Tensor:
         """cond/uncond [B, D] -> images [B, 3, H, W] in [0, 1], or [B, 3, 2H, 2W] through the upsampler.
         Guidance scale 1 is plain conditional sampling; the upsampler runs unguided (guidance 1). The callback sees
-        the upsampler's steps after the decoder's, numbered on (see `total_steps`)."""
+        the upsampler's steps after the decoder's, numbered on (see `total_steps`). With `init` [B, 3, H, W] in
+        [-1, 1] and `strength` < 1 the decoder starts from `init` noised to that share of the schedule and runs only
+        the last `strength` of its steps (SDEdit; diffusers' img2img `strength`)."""
         self.eval_mode()
         x = self._denoise(self.decoder, self.scheduler, cond, uncond, num_inference_steps, guidance_scale,
-                          generator, (height, width), callback_on_step_end)
+                          generator, (height, width), callback_on_step_end, init=init, strength=strength)
         if self.upsampler is not None:
             low = upsampler_input(x, 2 * height, 2 * width)
             x = self._denoise(self.upsampler, self.upsampler_scheduler, cond, uncond, num_inference_steps, 1.0,
@@ -211,15 +218,25 @@ class TextToImagePipeline(DiffusionPipeline):
 
     def _denoise(self, unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, steps: int, guidance_scale: float,
                  generator: torch.Generator | None, size: tuple[int, int], callback_on_step_end: Callable | None = None,
-                 low_res: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
-        """One sampling loop of `unet` from pure noise: [B, 3, *size] in [-1, 1]."""
+                 low_res: torch.Tensor | None = None, first_step: int = 0, init: torch.Tensor | None = None,
+                 strength: float = 1.0) -> torch.Tensor:
+        """One sampling loop of `unet` from pure noise, or from `init` noised to `strength`: [B, 3, *size] in
+        [-1, 1]."""
         device, dtype = self.device, unet.dtype
         # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
         # by concurrent calls (a web demo serving two requests at once)
         scheduler = type(scheduler).from_config(scheduler.config)
         scheduler.set_timesteps(steps, device=device)
         x = randn_tensor((len(cond), unet.config.out_channels, *size), generator=generator, device=device,
-                         dtype=dtype) * scheduler.init_noise_sigma
+                         dtype=dtype)
+        timesteps, skipped = scheduler.timesteps, steps - strength_steps(steps, strength) if init is not None else 0
+        if skipped:  # start part-way down the schedule, as diffusers' img2img pipelines do
+            timesteps = timesteps[skipped * scheduler.order:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(skipped * scheduler.order)
+            x = scheduler.add_noise(init.to(device, dtype), x, timesteps[:1].repeat(len(x)))
+        else:
+            x = x * scheduler.init_noise_sigma
         # schedulers differ in what step() takes; stochastic ones want the generator (as diffusers' pipelines do)
         extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         guided_until = guided_steps(steps, self.guidance_cutoff) if guidance_scale != 1.0 else 0
@@ -230,9 +247,11 @@ class TextToImagePipeline(DiffusionPipeline):
             beside = torch.cat([beside, beside]) if guided else beside
         elif unet.config.get("retrieval_top_k"):  # one of the top-k bank images of each condition (null: zeros)
             beside = self.bank.lookup(labels, unet.config.retrieval_top_k, generator)
+            if skipped:  # a picture is its own nearest image: beside the conditional half, as training's self-copies
+                beside[len(beside) - len(x):] = F.interpolate(init.to(beside), size=beside.shape[-2:], mode="area")
         beside = beside.to(device, dtype) if beside is not None else None
         condition = decoder_condition(unet, labels)  # the same at every step while guided
-        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+        for i, t in enumerate(self.progress_bar(timesteps), start=skipped):
             if guided and i == guided_until:  # from here on the conditional half alone
                 guided, condition = False, decoder_condition(unet, cond)
                 beside = beside[len(cond):] if beside is not None else None
@@ -284,16 +303,21 @@ class TextToImagePipeline(DiffusionPipeline):
     def image_variations(self, image: Image.Image | str | Path, num_images_per_prompt: int = 4,
                          num_inference_steps: int = 20, guidance_scale: float = DEFAULT_VARIATION_GUIDANCE,
                          generator: torch.Generator | None = None, output_type: str = "pil",
-                         callback_on_step_end: Callable | None = None, return_dict: bool = True):
-        """New images from the CLIP image embedding of `image` (a PIL image or a path)."""
+                         callback_on_step_end: Callable | None = None, return_dict: bool = True,
+                         strength: float = DEFAULT_VARIATION_STRENGTH):
+        """New images from the CLIP image embedding of `image` (a PIL image or a path). With `strength` < 1 each
+        starts from `image` itself (centre-cropped to the decoder's square) noised to that share of the schedule, so
+        it keeps the picture's layout and colours and redraws the rest; 1 draws from the embedding alone."""
         from multimodal.data.images import open_image, to_mode
 
         size = self.decoder.config.sample_size
         self._check(num_inference_steps, guidance_scale, num_images_per_prompt, size, size)
+        strength_steps(num_inference_steps, strength)
         picture = to_mode(image, "RGB") if isinstance(image, Image.Image) else open_image(image)
         self.eval_mode()
         cond = self.clip.embed_images([picture]).repeat(num_images_per_prompt, 1)
         uncond = torch.zeros_like(cond)
+        init = VaeImageProcessor(vae_scale_factor=1).preprocess(picture, size, size, resize_mode="crop")
         images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, size, size,
-                             callback_on_step_end)
+                             callback_on_step_end, init=init.expand(len(cond), -1, -1, -1), strength=strength)
         return self._output(images, output_type, return_dict)

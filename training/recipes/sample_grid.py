@@ -56,7 +56,7 @@ def everyday(pipe, out: str, guidance: float, seeds: int = 1, judges: tuple[str,
     return right
 
 
-def variations(pipe, out: str) -> None:
+def variations(pipe, out: str, strength: float) -> None:
     from PIL import Image
 
     from multimodal.generation.grid import captioned_grid
@@ -64,7 +64,8 @@ def variations(pipe, out: str) -> None:
     cells, captions = [], []
     for name in PHOTOS:
         photo = Image.open(EXAMPLES / name).convert("RGB")
-        more = pipe.image_variations(photo, num_images_per_prompt=3, generator=torch.Generator().manual_seed(0)).images
+        more = pipe.image_variations(photo, num_images_per_prompt=3, strength=strength,
+                                     generator=torch.Generator().manual_seed(0)).images
         cells += [photo.resize(more[0].size), *more]
         captions += [name, "variation", "variation", "variation"]
     captioned_grid(cells, captions, cols=4).save(out)
@@ -79,11 +80,16 @@ def colour_histogram(image, bins: int = 4) -> torch.Tensor:
     return torch.bincount(cells, minlength=bins**3).float() / len(cells)
 
 
-def variation_score(pipe, folder: Path, per_photo: int, judge: str) -> tuple[int, int, int]:
+def variation_score(pipe, folder: Path, per_photo: int, judge: str, strength: float) -> tuple[int, int, int]:
     """Do variations keep their photo's subject and colours, and differ between photos? Each of `per_photo`
     variations of every photo under `folder` (seed 0) picks, among all those photos, the one whose `judge` CLIP
     embedding is nearest to its own, and the one whose colour histogram is nearest (L1). Prints and returns
-    (picked by CLIP, picked by colour, variations). The photos are evaluated here, never tuned on."""
+    (picked by CLIP, picked by colour, variations), and prints the spread (the mean RMS pixel distance, 0-1, between
+    two variations of one photo: near 0 means copies of one picture). The photos are evaluated here, never tuned
+    on."""
+    import itertools
+
+    import numpy as np
     from PIL import Image
 
     from multimodal.tagging import ZeroShotTagger
@@ -92,8 +98,10 @@ def variation_score(pipe, folder: Path, per_photo: int, judge: str) -> tuple[int
     if len(paths) < 2:
         raise SystemExit(f"sample_grid.py: {folder} holds {len(paths)} photos; run training/recipes/skimage_eval.py")
     photos = [Image.open(path).convert("RGB") for path in paths]
-    made = [pipe.image_variations(photo, num_images_per_prompt=per_photo,
+    made = [pipe.image_variations(photo, num_images_per_prompt=per_photo, strength=strength,
                                   generator=torch.Generator().manual_seed(0)).images for photo in photos]
+    spread = np.mean([np.sqrt(np.mean((np.asarray(a, np.float32) / 255 - np.asarray(b, np.float32) / 255) ** 2))
+                      for group in made for a, b in itertools.combinations(group, 2)])
     owner = torch.arange(len(photos)).repeat_interleave(per_photo)  # [N * per_photo]
     variations = [image for group in made for image in group]
     tagger = ZeroShotTagger.from_pretrained(judge)
@@ -104,7 +112,7 @@ def variation_score(pipe, folder: Path, per_photo: int, judge: str) -> tuple[int
     for path, picks in zip(paths, by_clip.reshape(len(photos), per_photo)):
         print(f"  {path.stem:22s} -> {', '.join(paths[i].stem for i in picks)}")
     print(f"variations that pick their own photo among {len(photos)}: by CLIP {clip_right} of {len(owner)}, "
-          f"by colour {colour_right} of {len(owner)}")
+          f"by colour {colour_right} of {len(owner)}; spread between variations of one photo {spread:.3f}")
     return clip_right, colour_right, len(owner)
 
 
@@ -121,15 +129,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="images per everyday prompt (seeds 0..N-1) for the score")
     parser.add_argument("--judge", action="append", default=None,
                         help="tagger that scores the everyday images (repeatable; default: the shipped builtin)")
+    parser.add_argument("--variation-strength", type=step_share, default=None,
+                        help="how much of the schedule a variation's photo is noised to (default: the pipeline's own; "
+                             "1: from the photo's embedding alone)")
     parser.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast (pipe.enable_bf16())")
     parser.add_argument("--guidance-cutoff", type=step_share, default=None,
                         help="the share of the steps that are guided (default: the pipeline's own)")
     args = parser.parse_args()
     from multimodal.generation import TextToImagePipeline
     from multimodal.generation.grid import captioned_grid
-    from multimodal.generation.pipeline import DEFAULT_GUIDANCE
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE, DEFAULT_VARIATION_STRENGTH
 
     args.guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    strength = DEFAULT_VARIATION_STRENGTH if args.variation_strength is None else args.variation_strength
     pipe = TextToImagePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_bf16(args.bf16)
@@ -143,10 +155,10 @@ def main() -> None:
     if args.everyday_out:
         everyday(pipe, args.everyday_out, args.guidance, args.seeds, tuple(args.judge or ["builtin"]))
     if args.variations_out:
-        variations(pipe, args.variations_out)
+        variations(pipe, args.variations_out, strength)
         print(f"wrote {args.variations_out}")
     if args.variation_photos:
-        variation_score(pipe, args.variation_photos, 4, (args.judge or ["builtin"])[0])
+        variation_score(pipe, args.variation_photos, 4, (args.judge or ["builtin"])[0], strength)
 
 
 if __name__ == "__main__":
