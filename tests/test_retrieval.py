@@ -327,3 +327,34 @@ def test_extend_bank_adds_training_shards_embedded_by_the_pipelines_clip(tmp_pat
     assert out.bank.config.clip_fingerprint == clip.fingerprint()
     refused = extend(tmp_path / "more" / "eval")
     assert refused.returncode != 0 and "training images only" in refused.stderr
+
+
+def test_variations_from_the_picture_keep_it_and_see_it_rather_than_a_bank_image(tmp_path, clip):
+    """strength < 1 starts each variation from the picture noised part-way down the schedule (SDEdit), and a
+    retrieval decoder sees the picture itself beside it, not a bank image; strength 1 draws from the embedding."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(0)
+    unet, scheduler = create_decoder(decoder_json(tmp_path), clip.embed_dim)
+    images, emb = colour_squares()
+    picture = Image.new("RGB", (24, 16), (230, 30, 30))
+    picture.paste((30, 30, 230), (12, 0, 24, 16))  # red left, blue right; centre-cropped to 16 x 16
+
+    def variations(bank_images: torch.Tensor, strength: float) -> np.ndarray:
+        bank = NeighbourBank.from_arrays(bank_images, emb, clip.fingerprint())
+        pipe = TextToImagePipeline(clip, EmbeddingPrior(64, 64, 1), unet, sampling_scheduler(scheduler.config),
+                                   bank=bank)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.image_variations(picture, num_images_per_prompt=2, num_inference_steps=8, strength=strength,
+                                     generator=torch.Generator().manual_seed(0), output_type="np").images
+
+    target = np.asarray(picture.crop((4, 0, 20, 16)), np.float32) / 255
+    other_bank = 255 - images
+    near, far = variations(images, 0.25), variations(images, 1.0)
+    assert np.abs(near - target).mean() < 0.5 * np.abs(far - target).mean()
+    assert np.array_equal(near, variations(other_bank, 0.25))  # the bank is not looked at: the picture is beside
+    assert not np.array_equal(far, variations(other_bank, 1.0))
+    for strength, message in ((0.0, "above 0"), (1.5, "above 0"), (float("nan"), "above 0"), (0.1, "none to run")):
+        with pytest.raises(UsageError, match=message):
+            variations(images, strength)
