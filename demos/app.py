@@ -196,17 +196,19 @@ class Demo:
         return self._publish(images), self._info(seed, steps, guidance, notes)
 
     @readable_errors
-    def variations(self, image_path: str | None, n, steps, guidance, seed,
-                 progress=gr.Progress()):  # noqa: B008 - Gradio passes its progress tracker through this default
+    def variations(self, image_path: str | None, n, steps, guidance, seed, strength,
+                   progress=gr.Progress()):  # noqa: B008 - Gradio passes its progress tracker through this default
         pipe = self._need_pipeline()
         if not image_path:
             raise UsageError("upload an image first")
         n, steps, guidance, seed = sampling_settings(self.limits, n, steps, guidance, seed)
+        strength = number(strength, "strength", 0.05, 1)
         image = self._open_upload(image_path)
         images = pipe.image_variations(image, num_images_per_prompt=n, num_inference_steps=steps,
                                        guidance_scale=guidance, generator=torch.Generator().manual_seed(seed),
+                                       strength=strength,
                                        callback_on_step_end=self._steps_callback(progress, steps)).images
-        return self._publish(images), self._info(seed, steps, guidance, [])
+        return self._publish(images), f"{self._info(seed, steps, guidance, [])} · strength {strength:g}"
 
     @staticmethod
     def _info(seed: int, steps: int, guidance: float, notes: list[str]) -> str:

@@ -43,7 +43,7 @@ def tag_tab(demo: Demo) -> None:
 
 
 def build_app(demo: Demo) -> gr.Blocks:
-    from multimodal.generation.pipeline import DEFAULT_GUIDANCE, DEFAULT_VARIATION_GUIDANCE
+    from multimodal.generation.pipeline import DEFAULT_GUIDANCE, DEFAULT_VARIATION_GUIDANCE, DEFAULT_VARIATION_STRENGTH
 
     limits = demo.limits
     # Gradio deletes uploads and its copies of outputs once older than cache_seconds, and all of them at stop
@@ -70,12 +70,15 @@ def build_app(demo: Demo) -> gr.Blocks:
                 with gr.Column():
                     var_image, var_preview = image_input("image")
                     var_n, var_steps, var_guidance, var_seed = sampling_controls(limits, DEFAULT_VARIATION_GUIDANCE)
+                    var_strength = as_sent(gr.Slider(0.05, 1, value=DEFAULT_VARIATION_STRENGTH, step=0.05,
+                                                     label="strength (1: from the picture's embedding alone; lower "
+                                                           "keeps more of the picture)"))
                     var_button = gr.Button("Make variations", variant="primary")
                 with gr.Column():
                     var_gallery = gr.Gallery(label="variations", columns=4)
                     var_info = gr.Textbox(label="settings used", interactive=False)
             var_image.change(demo.preview, var_image, var_preview, api_name=False)
-            var_button.click(demo.variations, [var_image, var_n, var_steps, var_guidance, var_seed],
+            var_button.click(demo.variations, [var_image, var_n, var_steps, var_guidance, var_seed, var_strength],
                              [var_gallery, var_info], api_name="variations")
         with gr.Tab("Search"):
             with gr.Row():

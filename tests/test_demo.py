@@ -123,9 +123,9 @@ def test_generate_returns_images_and_the_seed(client):
 def test_variations_and_search(client, served):
     from gradio_client import handle_file
 
-    gallery, info = client.predict(handle_file(str(served["photos"] / "p2.png")), 3, 2, 2.0, 1,
+    gallery, info = client.predict(handle_file(str(served["photos"] / "p2.png")), 3, 2, 2.0, 1, 0.5,
                                    api_name="/variations")
-    assert len(gallery) == 3 and "seed 1" in info
+    assert len(gallery) == 3 and "seed 1" in info and "strength 0.5" in info
     hits = client.predict("photos", "a picture", 4, api_name="/search")
     assert len(hits) == 4 and all(Path(h["image"]).name.startswith("p") for h in hits)
 
@@ -393,8 +393,9 @@ def test_non_finite_numbers_are_refused_in_every_numeric_input(served, bad):
     cases = {
         "generate": [(("a cat", "", bad, 2, 3.0, 1), "number of images"), (("a cat", "", 1, bad, 3.0, 1), "steps"),
                      (("a cat", "", 1, 2, bad, 1), "guidance scale"), (("a cat", "", 1, 2, 3.0, bad), "seed")],
-        "variations": [((image, bad, 2, 2.0, 1), "number of images"), ((image, 1, bad, 2.0, 1), "steps"),
-                       ((image, 1, 2, bad, 1), "guidance scale"), ((image, 1, 2, 2.0, bad), "seed")],
+        "variations": [((image, bad, 2, 2.0, 1, 1), "number of images"), ((image, 1, bad, 2.0, 1, 1), "steps"),
+                       ((image, 1, 2, bad, 1, 1), "guidance scale"), ((image, 1, 2, 2.0, bad, 1), "seed"),
+                       ((image, 1, 2, 2.0, 1, bad), "strength")],
         "search": [(("photos", "a picture", bad), "number of results")],
     }
     for api, calls in cases.items():

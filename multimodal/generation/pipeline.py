@@ -13,7 +13,6 @@ Saved folders also load with plain diffusers, `DiffusionPipeline.from_pretrained
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from PIL import Image
 
 from multimodal.errors import MissingError, UsageError
 from multimodal.generation import folder_code
+from multimodal.generation.checks import check_sampling, prompt_list
 from multimodal.generation.components import (
     EmbeddingPrior,
     decoder_condition,
@@ -41,9 +41,6 @@ from multimodal.generation.retrieval import NeighbourBank, check_bank_size
 from multimodal.models import CLIPModel
 from multimodal.precision import bf16_is_fast
 
-MAX_STEPS = 1000
-MAX_IMAGES = 64
-SIZE_RANGE = (16, 512)
 PRETRAINED = {"builtin": "builtin/pipeline"}
 # Default classifier-free guidance for text: best of 1, 3, 5, 8, 12 on 64 *training* captions by CLIP-score, re-tag and
 # Frechet distance alike (training/recipes/README.md, "Guidance"); the held-out split was not used to choose it.
@@ -171,26 +168,6 @@ class TextToImagePipeline(DiffusionPipeline):
             if module is not None:
                 module.eval()
 
-    def _check(self, steps: int, guidance_scale: float, num_images: int, height: int, width: int) -> None:
-        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise UsageError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-        if not math.isfinite(guidance_scale) or guidance_scale < 0:
-            raise UsageError(f"guidance_scale must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
-        if not isinstance(num_images, int) or not 1 <= num_images <= MAX_IMAGES:
-            raise UsageError(f"num_images_per_prompt must be from 1 to {MAX_IMAGES}, got {num_images!r}")
-        lo, hi = SIZE_RANGE
-        for name, v in (("height", height), ("width", width)):
-            if not isinstance(v, int) or not lo <= v <= hi or v % 8:
-                raise UsageError(f"{name} must be a multiple of 8 from {lo} to {hi} (the decoder was trained at "
-                                 f"{self.decoder.config.sample_size}), got {v!r}")
-
-    @staticmethod
-    def _check_prompts(prompt: str | list[str], what: str = "prompt") -> list[str]:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise UsageError(f"{what} must be a non-empty string (or a list of them)")
-        return prompts
-
     # --- sampling -------------------------------------------------------------------------------------
     @torch.inference_mode()
     def sample(self, cond: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int, guidance_scale: float,
@@ -281,8 +258,8 @@ class TextToImagePipeline(DiffusionPipeline):
                  return_dict: bool = True):
         height = height or self.decoder.config.sample_size
         width = width or self.decoder.config.sample_size
-        self._check(num_inference_steps, guidance_scale, num_images_per_prompt, height, width)
-        prompts = self._check_prompts(prompt)
+        check_sampling(num_inference_steps, guidance_scale, num_images_per_prompt, height, width, self.decoder)
+        prompts = prompt_list(prompt)
         cond = self.embed_prompts(prompts).repeat_interleave(num_images_per_prompt, dim=0)
         uncond = self._negative(negative_prompt, len(prompts)).repeat_interleave(num_images_per_prompt, dim=0)
         images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, height, width,
@@ -293,7 +270,7 @@ class TextToImagePipeline(DiffusionPipeline):
         """The unconditional branch: the null (zero) embedding, or the prior's embedding of a negative prompt."""
         if negative_prompt is None:
             return torch.zeros(n, self.clip.embed_dim, device=self.device)
-        negatives = self._check_prompts(negative_prompt, "negative_prompt")
+        negatives = prompt_list(negative_prompt, "negative_prompt")
         if len(negatives) == 1:
             negatives = negatives * n
         if len(negatives) != n:
@@ -311,7 +288,7 @@ class TextToImagePipeline(DiffusionPipeline):
         from multimodal.data.images import open_image, to_mode
 
         size = self.decoder.config.sample_size
-        self._check(num_inference_steps, guidance_scale, num_images_per_prompt, size, size)
+        check_sampling(num_inference_steps, guidance_scale, num_images_per_prompt, size, size, self.decoder)
         strength_steps(num_inference_steps, strength)
         picture = to_mode(image, "RGB") if isinstance(image, Image.Image) else open_image(image)
         self.eval_mode()
