@@ -292,8 +292,13 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
                         variations=33)).returncode == 1
     assert "(6)" not in judge(folder("var-none", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110,
                                      judge="v10")).stdout
-    assert "judge both the same way" in judge(folder("mixed", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12,
-                                                     everyday=110)).stderr
+    mixed = folder("mixed", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110)
+    assert "judge both the same way" in judge(mixed).stderr
+    elsewhere = folder("moved", seed0=11, text=0.5, recon=0.2, copy=0.11, seeds=12, everyday=110, judge="v10-copy",
+                       variations=34)
+    assert "judge both the same way" in judge(elsewhere).stderr
+    moved = run_recipe("compare_pipelines.py", "--same-judge", base, elsewhere)  # one CLIP, its folder re-shipped
+    assert moved.returncode == 0 and "(2) text re-tag: 0.500 -> 0.500  passes" in moved.stdout
 
 
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):

@@ -57,8 +57,13 @@ def main() -> int:
     parser.add_argument("baseline", type=Path, help="eval_pipeline.sh folder of the shipped pipeline")
     parser.add_argument("candidate", type=Path, help="eval_pipeline.sh folder of the candidate")
     parser.add_argument("--copy-floor", type=float, default=0.104, help="lowest copy distance allowed")
+    parser.add_argument("--same-judge", action="store_true",
+                        help="the two judge paths held the same CLIP when each was measured (a folder re-shipped "
+                             "since; check the weights' bytes first): compare as one judge")
     args = parser.parse_args()
     b, c = figures(args.baseline), figures(args.candidate)
+    if args.same_judge:
+        b["judge"] = c["judge"]
     if b["judge"] != c["judge"]:
         sys.exit(f"compare_pipelines.py: judged by {b['judge']} and by {c['judge']}; judge both the same way")
     if b["seeds"] != c["seeds"]:
