@@ -197,8 +197,7 @@ class TextToImagePipeline(DiffusionPipeline):
                  generator: torch.Generator | None, size: tuple[int, int], callback_on_step_end: Callable | None = None,
                  low_res: torch.Tensor | None = None, first_step: int = 0, init: torch.Tensor | None = None,
                  strength: float = 1.0) -> torch.Tensor:
-        """One sampling loop of `unet` from pure noise, or from `init` noised to `strength`: [B, 3, *size] in
-        [-1, 1]."""
+        """One sampling loop of `unet` from noise, or from `init` noised to `strength`: [B, 3, *size] in [-1, 1]."""
         device, dtype = self.device, unet.dtype
         # a scheduler of this call's own: schedulers keep per-run state, and a shared one would be corrupted
         # by concurrent calls (a web demo serving two requests at once)
@@ -294,7 +293,8 @@ class TextToImagePipeline(DiffusionPipeline):
         self.eval_mode()
         cond = self.clip.embed_images([picture]).repeat(num_images_per_prompt, 1)
         uncond = torch.zeros_like(cond)
-        init = VaeImageProcessor(vae_scale_factor=1).preprocess(picture, size, size, resize_mode="crop")
+        init = (VaeImageProcessor(vae_scale_factor=1).preprocess(picture, size, size, resize_mode="crop")
+                .expand(len(cond), -1, -1, -1) if strength < 1 else None)  # strength 1: from noise, no pixels
         images = self.sample(cond, uncond, num_inference_steps, guidance_scale, generator, size, size,
-                             callback_on_step_end, init=init.expand(len(cond), -1, -1, -1), strength=strength)
+                             callback_on_step_end, init=init, strength=strength)
         return self._output(images, output_type, return_dict)
