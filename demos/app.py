@@ -202,7 +202,7 @@ class Demo:
         if not image_path:
             raise UsageError("upload an image first")
         n, steps, guidance, seed = sampling_settings(self.limits, n, steps, guidance, seed)
-        strength = number(strength, "strength", 0.05, 1)
+        strength = number(strength, "strength", self.limits.min_strength, 1)
         image = self._open_upload(image_path)
         images = pipe.image_variations(image, num_images_per_prompt=n, num_inference_steps=steps,
                                        guidance_scale=guidance, generator=torch.Generator().manual_seed(seed),

@@ -27,6 +27,7 @@ class Limits:
     max_pixels: int = 24_000_000  # refused from the header, before any decoding
     max_upload: str = "10mb"
     max_guidance: float = 15.0
+    min_strength: float = 0.05  # a variation's least strength (1: from the picture's embedding alone)
     max_results: int = 24
     max_seed: int = 2**32 - 1
     cache_seconds: int = 3600  # uploads, Gradio's copies of outputs and our own outputs are deleted at this age

@@ -70,9 +70,9 @@ def build_app(demo: Demo) -> gr.Blocks:
                 with gr.Column():
                     var_image, var_preview = image_input("image")
                     var_n, var_steps, var_guidance, var_seed = sampling_controls(limits, DEFAULT_VARIATION_GUIDANCE)
-                    var_strength = as_sent(gr.Slider(0.05, 1, value=DEFAULT_VARIATION_STRENGTH, step=0.05,
-                                                     label="strength (1: from the picture's embedding alone; lower "
-                                                           "keeps more of the picture)"))
+                    var_strength = as_sent(gr.Slider(
+                        limits.min_strength, 1, value=DEFAULT_VARIATION_STRENGTH, step=0.05,
+                        label="strength (1: from the picture's embedding alone; lower keeps more of the picture)"))
                     var_button = gr.Button("Make variations", variant="primary")
                 with gr.Column():
                     var_gallery = gr.Gallery(label="variations", columns=4)

@@ -65,17 +65,17 @@ def chosen_icons(root: Path, spec: EvalSet) -> dict[str, str]:
 def write(out: Path, root: Path, icons: dict[str, str]) -> dict[str, str]:
     """Render every icon (hidden ones and repeated drawings left out) into a temporary folder beside `out`, then
     rename it to `out`: a run that dies leaves no half-written set (at most a `.NAME.*.tmp` folder)."""
+    icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
+    absent = sorted(set(icons) - set(icon_set["icons"]))
+    if absent:
+        raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
+    svgs = {name: icon_svg(icon_set["icons"][name], icon_set) for name in icons
+            if not icon_set["icons"][name].get("hidden")}
+    first: dict[bytes, str] = {}  # one drawing filed under two names is kept once, under the first
+    for name, svg in svgs.items():
+        first.setdefault(svg, name)
+    icons = {name: icons[name] for name in first.values()}
     with new_folder(out) as tmp:
-        icon_set = json.loads((root / "icons.json").read_text(encoding="utf-8"))
-        absent = sorted(set(icons) - set(icon_set["icons"]))
-        if absent:
-            raise SystemExit(f"{root}/icons.json lacks {len(absent)} categorised icons, e.g. {absent[0]}")
-        svgs = {name: icon_svg(icon_set["icons"][name], icon_set) for name in icons
-                if not icon_set["icons"][name].get("hidden")}
-        first: dict[bytes, str] = {}  # one drawing filed under two names is kept once, under the first
-        for name, svg in svgs.items():
-            first.setdefault(svg, name)
-        icons = {name: icons[name] for name in first.values()}
         for name, label in icons.items():
             path = tmp / label / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)

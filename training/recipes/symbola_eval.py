@@ -18,9 +18,9 @@ import io
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
-from multimodal.data.corpora.emoji import FONT_SIZE, emoji_name
+from multimodal.data.corpora.emoji import FONT_SIZE, emoji_name, glyph
 from multimodal.data.corpora.emoji_keys import qualified
 from multimodal_train.eval_folders import new_folder
 
@@ -30,10 +30,7 @@ ABSENT = "\U0010fffd"  # a private-use code point no font draws: what a missing 
 
 def draw(char: str, font: ImageFont.FreeTypeFont) -> Image.Image | None:
     """The glyph black on transparent, cropped; None when the font draws nothing there."""
-    canvas = Image.new("RGBA", (FONT_SIZE * 3, FONT_SIZE * 2), (0, 0, 0, 0))
-    ImageDraw.Draw(canvas).text((8, 8), char, font=font, fill=(0, 0, 0, 255))
-    box = canvas.getbbox()
-    return canvas.crop(box) if box else None
+    return glyph(char, font, fill=(0, 0, 0, 255))
 
 
 def drawn_emoji(font: ImageFont.FreeTypeFont) -> dict[str, tuple[str, Image.Image]]:

@@ -25,15 +25,22 @@ def _font(path: str) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, FONT_SIZE)
 
 
+def glyph(char: str, font: ImageFont.FreeTypeFont, **style) -> Image.Image | None:
+    """`char` drawn with `font` on a transparent canvas (`style`: ImageDraw.text's fill or embedded_color), cropped
+    to its ink; None where the font draws nothing."""
+    canvas = Image.new("RGBA", (FONT_SIZE * 3, FONT_SIZE * 2), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((8, 8), char, font=font, **style)
+    box = canvas.getbbox()
+    return canvas.crop(box) if box else None
+
+
 def render(char: str, font_path: str = str(FONT)) -> bytes:
     """The emoji on a transparent canvas, cropped to its glyph, as PNG bytes."""
-    canvas = Image.new("RGBA", (FONT_SIZE * 3, FONT_SIZE * 2), (0, 0, 0, 0))
-    ImageDraw.Draw(canvas).text((8, 8), char, font=_font(font_path), embedded_color=True)
-    box = canvas.getbbox()
-    if box is None:
+    image = glyph(char, _font(font_path), embedded_color=True)
+    if image is None:
         raise ImageError("no_glyph", f"{Path(font_path).name} has no glyph for {char!r}")
     buf = io.BytesIO()
-    canvas.crop(box).save(buf, "PNG")
+    image.save(buf, "PNG")
     return buf.getvalue()
 
 
