@@ -89,6 +89,7 @@ def make_data(cfg: TrainConfig, model, info: DistInfo) -> StepBatches:
                          num_workers=cfg.data.num_workers, shuffle_buffer=cfg.data.shuffle_buffer, rank=info.rank,
                          world_size=info.world_size, device=info.device,
                          upsampling_factors=cfg.data.upsampling_factors or None, background_p=cfg.data.background_p,
+                         monochrome_p=cfg.data.monochrome_p,
                          return_meta=bool(cfg.data.imagenet_distill_kinds),
                          caption_transform=caption_templater(cfg.data.caption_templates, cfg.data.caption_template_p))
     return StepBatches(reader, cfg.optim.accum_steps, info)

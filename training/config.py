@@ -51,6 +51,7 @@ class DataSection:
     imagenet_distill_kinds: list = field(default_factory=list)  # distil only samples whose meta "kind" is one of these
     imagenet_glosses: bool = False  # the pairs' captions also use WordNet synonyms and glosses, not only the name
     background_p: float = 0.0  # share of transparent images put on a random background instead of white
+    monochrome_p: float = 0.0  # share of images (captions naming no colour) shown grey, as a silhouette or as lines
 
 
 @dataclass
@@ -220,8 +221,9 @@ NON_NEGATIVE = ("seed", "threads", "keep_checkpoints", "max_nan_skips", "model.i
                 "decoder.snr_gamma", "decoder.eval_images", "decoder.neighbour_pool")
 POSITIVE = ("optim.lr", "optim.eps", "optim.tower_lr_scale")
 BELOW_ONE = ("decoder.jitter_scale",)  # a scale of 1 - 1 = 0 would divide by zero
-UNIT_INTERVAL = ("data.caption_template_p", "data.background_p", "data.imagenet_distill_min_p", "decoder.cond_drop",
-                 "decoder.ema_decay", "decoder.self_neighbour", "decoder.neighbour_drop", "decoder.jitter_shift")
+UNIT_INTERVAL = ("data.caption_template_p", "data.background_p", "data.monochrome_p", "data.imagenet_distill_min_p",
+                 "decoder.cond_drop", "decoder.ema_decay", "decoder.self_neighbour", "decoder.neighbour_drop",
+                 "decoder.jitter_shift")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -267,7 +269,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 CLIP_ONLY_DATA = ("augment", "augment_cfg", "shuffle_buffer", "upsampling_factors", "caption_templates",
                   "caption_template_p", "imagenet_pairs", "imagenet_distill", "imagenet_distill_min_p",
-                  "imagenet_distill_kinds", "imagenet_glosses", "background_p")
+                  "imagenet_distill_kinds", "imagenet_glosses", "background_p", "monochrome_p")
 
 
 def refuse_clip_only_keys(cfg: TrainConfig, trainer: str) -> None:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from multimodal.data.backgrounds import on_background
 from multimodal.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from multimodal.data.monochrome import monochrome
 from multimodal.data.samples import parse_sample
 from multimodal.data.transforms import split_transform, to_uint8_tensor
 from multimodal.data.urls import expand_urls, read_index, shard_dir, shard_weights
@@ -60,7 +61,8 @@ class ShardDataset(IterableDataset):
                  resampled: bool, shuffle_buffer: int, seed: int, epoch: int, rank: int, world_size: int,
                  max_pixels: int | None, draft_size: int | None, return_meta: bool,
                  caption_transform: Callable[[str], str] | None = None, weights: list[float] | None = None,
-                 worker_offset: int = 0, resume_consumed: dict[int, int] | None = None, background_p: float = 0.0):
+                 worker_offset: int = 0, resume_consumed: dict[int, int] | None = None, background_p: float = 0.0,
+                 monochrome_p: float = 0.0):
         super().__init__()
         self.urls = urls
         self.weights = weights
@@ -79,6 +81,7 @@ class ShardDataset(IterableDataset):
         self.worker_offset = worker_offset
         self.resume_consumed = resume_consumed or {}
         self.background_p = background_p
+        self.monochrome_p = monochrome_p
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
@@ -160,6 +163,7 @@ class ShardDataset(IterableDataset):
         except ImageError as e:
             skipped[e.reason] += 1
             return None
+        image = monochrome(image, caption, self.monochrome_p)  # as it is unless training draws a one-colour style
         image = on_background(image, self.background_p)  # white unless training draws a random one
         pixels = self.pil_transform(image)
         out = {"image": to_uint8_tensor(pixels) if self.mean is not None else pixels, "caption": caption,
@@ -202,6 +206,8 @@ class ShardReader:
         upsampling_factors: training only: one per `::` part of `spec` (3 = its samples 3x as likely).
         background_p: training only: the share of transparent images composited onto a random background
             (`multimodal.data.backgrounds`) instead of white.
+        monochrome_p: training only: the share of images whose caption names no colour shown in one colour
+            (`multimodal.data.monochrome`: grey, a black silhouette or black lines on white).
     """
 
     def __init__(self, spec, *, image_transform: Callable, tokenizer: Callable | None = None, batch_size: int = 64,
@@ -210,14 +216,16 @@ class ShardReader:
                  draft_size: int | None = None, return_meta: bool = False, rank: int | None = None,
                  world_size: int | None = None, prefetch_factor: int = 4, device: str | torch.device = "cpu",
                  caption_transform: Callable[[str], str] | None = None,
-                 upsampling_factors: Sequence[float] | None = None, background_p: float = 0.0):
+                 upsampling_factors: Sequence[float] | None = None, background_p: float = 0.0,
+                 monochrome_p: float = 0.0):
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-        if not 0 <= background_p <= 1:
-            raise UsageError(f"background_p is a share of the images: from 0 to 1, got {background_p}")
-        if background_p and not train:
-            raise UsageError(f"background_p={background_p} is a training augmentation (train=True); evaluation "
-                             "always composites transparent images onto white")
+        for name, share in (("background_p", background_p), ("monochrome_p", monochrome_p)):
+            if not 0 <= share <= 1:
+                raise UsageError(f"{name} is a share of the images: from 0 to 1, got {share}")
+            if share and not train:
+                raise UsageError(f"{name}={share} is a training augmentation (train=True); evaluation reads the "
+                                 "images as they are, transparent ones on white")
         self.urls = expand_urls(spec)
         self.train = train
         self.image_transform = image_transform
@@ -230,7 +238,8 @@ class ShardReader:
             epoch=epoch, rank=joined.rank if rank is None else rank,
             world_size=joined.world_size if world_size is None else world_size, max_pixels=max_pixels,
             draft_size=draft_size, return_meta=return_meta, caption_transform=caption_transform,
-            weights=shard_weights(spec, upsampling_factors) if train else None, background_p=background_p)
+            weights=shard_weights(spec, upsampling_factors) if train else None, background_p=background_p,
+            monochrome_p=monochrome_p)
         self.stats = ReaderStats()
         self._resume: dict | None = None
         self.device = torch.device(device)
