@@ -47,7 +47,7 @@ done_ runs/lit-v10-cont || mm train clip --config lit-v10-cont --resume auto
 done_ runs/soup-v10 || python3 training/recipes/soup.py runs/lit-v10-cont/final runs/lit-v7-unlock2/final \
     --out runs/soup-v10/final
 CLIP_V10=runs/soup-v10/final
-# CLIP v22 (shipped for tagging since 2026-12-07; the pipeline keeps CLIP v10): the soup of CLIP v21 and its
+# CLIP v22 (shipped for tagging 2026-12-07, then CLIP v23; the pipeline keeps CLIP v10): the soup of CLIP v21 and its
 # 2,000-step continuation with Material Design Icons (lit-v22-mdi). CLIP v21 is the uniform soup of CLIP v10 and three
 # 2,000-step continuations of it (GCompris's photos, Scratch's media, photo-gated ImageNet distillation), ~60 min each.
 for run in lit-v16-gcompris lit-v18-scratch lit-v20-photodistill; do
@@ -59,6 +59,12 @@ done_ runs/lit-v22-mdi || mm train clip --config lit-v22-mdi --resume auto
 [ -d runs/soup-v22/final ] || python3 training/recipes/soup.py runs/soup-v21/final runs/lit-v22-mdi/final \
     --out runs/soup-v22/final
 CLIP_V22=runs/soup-v22/final
+# CLIP v23 (shipped for tagging since 2026-12-07 evening): the soup of CLIP v22 and its 2,000-step continuation with a
+# 30 % of the images whose caption names no colour shown grey, as a silhouette or as lines (lit-v23-mono, ~60 min)
+done_ runs/lit-v23-mono || mm train clip --config lit-v23-mono --resume auto
+[ -d runs/soup-v23/final ] || python3 training/recipes/soup.py $CLIP_V22 runs/lit-v23-mono/final \
+    --out runs/soup-v23/final
+CLIP_V23=runs/soup-v23/final
 done_ runs/lit-default || mm train clip --config lit-default steps=1500 --resume auto
 done_ runs/scratch-small || mm train clip --config scratch-small steps=500 --resume auto
 
@@ -99,7 +105,7 @@ soup_pipeline runs/soup-dec-v11 runs/decoder-v11 runs/soup-dec-v10/decoder
 done_ runs/decoder-v12 || mm train decoder --config decoder-v12 --resume auto
 soup_pipeline runs/soup-dec-v12 runs/decoder-v12 runs/soup-dec-v11/decoder
 done_ runs/decoder-v13-64px || mm train decoder --config decoder-v13-64px --resume auto   # 64 px: what ships
-python3 training/recipes/ship.py --clip $CLIP_V22 --pipeline runs/decoder-v13-64px/final/pipeline  # its clip/: v10
+python3 training/recipes/ship.py --clip $CLIP_V23 --pipeline runs/decoder-v13-64px/final/pipeline  # its clip/: v10
 python3 training/recipes/calibrate_tagger.py --model assets/builtin/clip   # multi-label default threshold
 
 # 4. the fine-tuning report on Fashion-MNIST
@@ -116,7 +122,7 @@ mm tag assets/examples --labels-file assets/labels/everyday.txt --top-k 3 > runs
 
 # 6. the model card and the README's sample grid
 python3 training/recipes/model_card.py --clip-run runs/lit-v7-unlock2 runs/lit-v10-cont runs/lit-v16-gcompris \
-    runs/lit-v18-scratch runs/lit-v20-photodistill runs/lit-v22-mdi --prior-run runs/prior-v4 \
+    runs/lit-v18-scratch runs/lit-v20-photodistill runs/lit-v22-mdi runs/lit-v23-mono --prior-run runs/prior-v4 \
     --decoder-run runs/decoder-v8 runs/decoder-v9 runs/decoder-v10 runs/decoder-v11 \
     runs/decoder-v12 runs/decoder-v13-64px --out assets/MODEL_CARD.md
 python3 training/recipes/sample_grid.py --out assets/samples.png --everyday-out runs/eval/everyday.png \
