@@ -59,7 +59,7 @@ done_ runs/lit-v22-mdi || mm train clip --config lit-v22-mdi --resume auto
 [ -d runs/soup-v22/final ] || python3 training/recipes/soup.py runs/soup-v21/final runs/lit-v22-mdi/final \
     --out runs/soup-v22/final
 CLIP_V22=runs/soup-v22/final
-# CLIP v23 (shipped for tagging since 2026-12-07 evening): the soup of CLIP v22 and its 2,000-step continuation with a
+# CLIP v23 (shipped for tagging since 2026-12-07 evening): the soup of CLIP v22 and its 2,000-step continuation with
 # 30 % of the images whose caption names no colour shown grey, as a silhouette or as lines (lit-v23-mono, ~60 min)
 done_ runs/lit-v23-mono || mm train clip --config lit-v23-mono --resume auto
 [ -d runs/soup-v23/final ] || python3 training/recipes/soup.py $CLIP_V22 runs/lit-v23-mono/final \
