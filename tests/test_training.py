@@ -222,6 +222,10 @@ def test_compare_zeroshot_paired_rule(tmp_path):
     better = report("better.json", photo=[1] * 10 + [1] * 8 + [0] * 32)  # +8 of 50: p = 0.004
     joined = f"{base},{photos}"
     assert judge_zeroshot(joined, f"{few},{better}", "--paired", "--improve", "photo").returncode == 0
+    strict = ("--paired", "--improve", "photo", "--improve-alpha")  # a stricter bar for the improvement alone
+    assert judge_zeroshot(joined, f"{few},{better}", *strict, "0.01").returncode == 0
+    assert judge_zeroshot(joined, f"{few},{better}", *strict, "0.001").returncode == 1
+    assert "at most --alpha" in judge_zeroshot(joined, f"{few},{better}", *strict, "0.1").stderr
     worse = report("worse.json", big=[1] * 38 + [0] * 162, small=[1] * 20 + [0] * 30)  # -12 pooled: p = 2e-4
     held = judge_zeroshot(joined, f"{worse},{better}", "--paired", "--improve", "photo")
     assert held.returncode == 1 and "p(worse) 0.00024" in held.stdout

@@ -10,6 +10,7 @@ significantly more images (exact one-sided McNemar test, p < --alpha), and on no
 the same test. Needs reports that carry each image's top-1 hit (`multimodal eval zeroshot --out`, `top1_hits`).
 With --paired --improve SET,SET (the rule of CLIP v20, aimed at photos): pooled over those sets the candidate is
 significantly better, pooled over all the others it is not significantly worse, and no set is significantly worse.
+--improve-alpha sets a stricter bar for the improvement than --alpha (a set that has judged candidates before).
 
 Both arguments are `multimodal eval zeroshot --out` reports over the same sets; either may be several reports joined
 by commas (a.json,b.json), read as one. Exit status 0 when the rule passes.
@@ -60,7 +61,12 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test")
     parser.add_argument("--improve", default="", help="with --paired: comma-separated sets that must improve, "
                         "pooled; the others must only not get worse, pooled")
+    parser.add_argument("--improve-alpha", type=float, default=None,
+                        help="significance level the pooled improvement must reach (default: --alpha)")
     args = parser.parse_args()
+    improve_alpha = args.alpha if args.improve_alpha is None else args.improve_alpha
+    if not 0 < improve_alpha <= args.alpha:
+        sys.exit(f"compare_zeroshot.py: --improve-alpha must be above 0 and at most --alpha, got {improve_alpha}")
     base, cand = (read_reports(paths) for paths in (args.baseline, args.candidate))
     improve = {name for name in args.improve.split(",") if name}
     if improve and not args.paired:
@@ -94,7 +100,7 @@ def main() -> int:
         p_better = sign_test(won, lost)
         print(f"pooled{' over ' + ','.join(sorted(improve)) if improve else ''}: {won} images gained, {lost} lost, "
               f"p(better) {p_better:.2g}")
-        passes &= p_better < args.alpha
+        passes &= p_better < improve_alpha
     if improve:
         p_worse = sign_test(rest_lost, rest_won)
         print(f"pooled over the other sets: {rest_won} images gained, {rest_lost} lost, p(worse) {p_worse:.2g}")
