@@ -273,6 +273,7 @@ def test_train_prior_then_decoder_then_evaluate(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "gen.json").read_text())["results"]
     assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(2, 1.0), (2, 2.0), (3, 1.0), (3, 2.0)]
     assert all(0 <= r["retag_accuracy"] <= 1 and r["frechet_clip_distance"] >= 0 for r in rows)
+    assert all(sum(r["retag_hits"].values()) == round(4 * r["retag_accuracy"]) for r in rows)  # one per prompt
     upsampler_on_top_of_the_pipeline(tmp_path, clip, pipeline, train)
     retrieval_decoder_from_the_plain_one(tmp_path, clip, train)
     rewritten_shards_are_embedded_again(tmp_path, clip, items)
@@ -326,6 +327,8 @@ def retrieval_decoder_from_the_plain_one(tmp_path, clip, train):
     assert 0 < row["copy_distance"] <= 1 and 0 < row["copy_distance_real"] <= 1
     assert recon["num_images"] == 4 and "recon_retag_accuracy_real_at_size=" in run.stdout
     assert all(0 <= recon[f"recon_retag_accuracy{k}"] <= 1 for k in ("", "_real", "_real_at_size"))
+    assert len(recon["recon_retag_hits"]) == 4 and sum(recon["recon_retag_hits"].values()) == \
+        round(4 * recon["recon_retag_accuracy"])
 
 
 def rewritten_shards_are_embedded_again(tmp_path, clip, items):

@@ -305,6 +305,40 @@ def test_compare_pipelines_applies_the_decoder_rule(tmp_path):
     assert moved.returncode == 0 and "(2) text re-tag: 0.500 -> 0.500  passes" in moved.stdout
 
 
+def test_compare_pipelines_paired_rule(tmp_path):
+    """--paired: the re-tags pass unless the candidate is significantly worse on the same captions and images, a
+    loss of 8 of 189 with no gain fails where a one-prompt margin would pass 2 of 64 lost only by luck."""
+    def folder(name: str, text: list[int], recon: list[int], judge: str = "runs/v23") -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        (out / "grid.txt").write_text("everyday prompts re-tagged right (seed 0): 11 of 12\n"
+                                      "everyday prompts re-tagged right over 12 seeds: 120 of 144\n")
+        text_hits = {f"caption {i}": h for i, h in enumerate(text)}
+        results = [{"guidance_scale": g, "num_prompts": len(text), "retag_accuracy": sum(text) / len(text),
+                    "retag_accuracy_real": 0.7, "copy_distance": 0.12, "retag_hits": text_hits} for g in (3.0, 8.0)]
+        recon_rows = [{"guidance_scale": 3.0, "recon_retag_accuracy": sum(recon) / len(recon),
+                       "recon_retag_accuracy_real_at_size": 0.6, "num_images": len(recon),
+                       "recon_retag_hits": {f"{i:04d} caption": h for i, h in enumerate(recon)}}]
+        (out / "generation.json").write_text(json.dumps({"judge": judge, "results": results,
+                                                         "decoder_diagnostics": recon_rows}))
+        return out
+
+    def judge(candidate: Path, *flags: str) -> subprocess.CompletedProcess:
+        return run_recipe("compare_pipelines.py", "--paired", *flags, base, candidate)
+
+    base = folder("base", text=[1] * 120 + [0] * 69, recon=[1] * 50 + [0] * 139)
+    traded = judge(folder("traded", text=[0] * 6 + [1] * 114 + [1] * 4 + [0] * 65, recon=[1] * 50 + [0] * 139))
+    assert traded.returncode == 0 and "(2) text re-tag: 120 -> 118 of 189 (+4 -6, p(worse) 0.377)  passes" in \
+        traded.stdout
+    lost = judge(folder("lost", text=[1] * 120 + [0] * 69, recon=[0] * 8 + [1] * 42 + [0] * 139))
+    assert lost.returncode == 1 and "(3) reconstruction re-tag: 50 -> 42 of 189 (+0 -8, p(worse) 0.004)  FAILS" in \
+        lost.stdout
+    assert "same PROMPTS" in judge(folder("short", text=[1] * 64, recon=[1] * 50 + [0] * 139)).stderr
+    own = folder("own", text=[1] * 120 + [0] * 69, recon=[1] * 50 + [0] * 139, judge="the pipeline's CLIP")
+    base = folder("own-base", text=[1] * 120 + [0] * 69, recon=[1] * 50 + [0] * 139, judge="the pipeline's CLIP")
+    assert "needs one judge" in judge(own).stderr
+
+
 def test_soup_of_clips_that_trained_different_amounts_of_a_tower(tmp_path):
     """A CLIP that trained MiniLM's last two layers averages with one that trained the last one only, if it comes
     first: the soup keeps the second-last layer, half packaged and half trained."""

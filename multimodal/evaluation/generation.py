@@ -58,12 +58,13 @@ def generation_metrics(pipe, judge, prompts: Sequence[str], real_images: Sequenc
     gen_feats = judge.embed_images(generated).cpu()
     real_feats = judge.embed_images([image.convert("RGB") for image in real_images]).cpu()
     targets = torch.arange(len(prompts))
-    retag = ((gen_feats @ text.T).argmax(1) == targets).float().mean().item()
+    hits = (gen_feats @ text.T).argmax(1) == targets  # [P]
     metrics = {
         "steps": steps, "guidance_scale": guidance_scale, "num_prompts": len(prompts),
         "clip_score": F.cosine_similarity(gen_feats, text).mean().item(),
         "clip_score_real": F.cosine_similarity(real_feats, text).mean().item(),
-        "retag_accuracy": retag,
+        "retag_accuracy": hits.float().mean().item(),
+        "retag_hits": dict(zip(prompts, hits.int().tolist())),  # for paired comparisons of two pipelines
         "retag_accuracy_real": ((real_feats @ text.T).argmax(1) == targets).float().mean().item(),
         "frechet_clip_distance": frechet_distance(gen_feats.numpy().astype(np.float64),
                                                   real_feats.numpy().astype(np.float64)),
@@ -139,7 +140,8 @@ def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str
     embedding (`cond` [N, D], or computed here by the pipeline's CLIP) -> the decoder -> the judge picks each
     image's own caption (`captions`, one per image) among all distinct `candidates` (every caption of the split;
     default: `captions`). Reported beside the same for the real images, as they are and fitted to the size the
-    pipeline makes (`_real_at_size`: the ceiling of a perfect reconstruction at that resolution)."""
+    pipeline makes (`_real_at_size`: the ceiling of a perfect reconstruction at that resolution). `recon_retag_hits`
+    maps each image ('index caption') to 1 or 0, for paired comparisons of two pipelines."""
     labels, targets = caption_targets(captions, candidates)
     cond = pipe.clip.embed_images(list(images)) if cond is None else cond
     size = pipe.decoder.config.sample_size
@@ -152,8 +154,10 @@ def reconstruction_metrics(pipe, judge, images: Sequence, captions: Sequence[str
     text = judge.embed_texts(labels).cpu()  # [L, D]
     gen_feats, real_feats = judge.embed_images(generated).cpu(), judge.embed_images(list(images)).cpu()
     small_feats = judge.embed_images(fit_images(images, generated[0].width)).cpu()
+    hits = (gen_feats @ text.T).argmax(1) == targets  # [N]
     metrics = {
-        "recon_retag_accuracy": ((gen_feats @ text.T).argmax(1) == targets).float().mean().item(),
+        "recon_retag_accuracy": hits.float().mean().item(),
+        "recon_retag_hits": {f"{i:04d} {c}": h for i, (c, h) in enumerate(zip(captions, hits.int().tolist()))},
         "recon_retag_accuracy_real": ((real_feats @ text.T).argmax(1) == targets).float().mean().item(),
         "recon_retag_accuracy_real_at_size": ((small_feats @ text.T).argmax(1) == targets).float().mean().item(),
         "recon_clip_image_cosine": F.cosine_similarity(gen_feats, real_feats).mean().item(),

@@ -13,6 +13,10 @@ baseline's share less one image; where one judge scored both (`JUDGE=... eval_pi
 least --copy-floor at guidance 3 and 8; where both folders scored the variations of the scikit-image photos (decoder
 v12's rule), (6) the variations that pick their own photo by CLIP at least the baseline's less one in twenty. (4), the
 grid a person recognises, is judged by eye.
+With --paired (the rule from decoder v19 on; both folders scored by one judge with a per-item report, and best over
+all 189 held-out captions: PROMPTS=189 eval_pipeline.sh), (2) and (3) pair the two pipelines' hits on the same
+captions and images: the candidate must not be significantly worse on either (exact one-sided McNemar,
+p(worse) >= --alpha), in place of the one-prompt margin, which 64 prompts make a coin toss.
 Exit status 0 when (1)-(3), (5) and (6) pass.
 """
 
@@ -23,6 +27,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from multimodal_train.paired import discordant, sign_test
 
 OWN_CLIP = "the pipeline's CLIP"  # what `eval generation` writes as the judge without --judge
 
@@ -49,7 +55,22 @@ def figures(folder: Path) -> dict:
             "text": results[8.0]["retag_accuracy"], "text_real": results[8.0]["retag_accuracy_real"],
             "prompts": results[8.0]["num_prompts"], "recon": recon[3.0]["recon_retag_accuracy"],
             "recon_real": recon[3.0]["recon_retag_accuracy_real_at_size"], "images": recon[3.0]["num_images"],
-            "copy": min(results[3.0]["copy_distance"], results[8.0]["copy_distance"])}
+            "copy": min(results[3.0]["copy_distance"], results[8.0]["copy_distance"]),
+            "text_hits": results[8.0].get("retag_hits"), "recon_hits": recon[3.0].get("recon_retag_hits")}
+
+
+def paired_check(name: str, base: dict | None, cand: dict | None, alpha: float) -> tuple[str, bool]:
+    """A rule line: the candidate is not significantly worse on the same items (exact one-sided McNemar)."""
+    if base is None or cand is None:
+        sys.exit(f"compare_pipelines.py: --paired needs per-item {name} hits in both folders; re-run eval_pipeline.sh")
+    try:
+        wins, losses = discordant(base, cand)
+    except ValueError as error:
+        sys.exit(f"compare_pipelines.py: {name}: {error}; run both with the same PROMPTS")
+    right = (sum(base.values()), sum(cand.values()))
+    p_worse = sign_test(losses, wins)
+    return (f"{name}: {right[0]} -> {right[1]} of {len(base)} (+{wins} -{losses}, p(worse) {p_worse:.3f})",
+            p_worse >= alpha)
 
 
 def main() -> int:
@@ -60,6 +81,9 @@ def main() -> int:
     parser.add_argument("--same-judge", action="store_true",
                         help="the two judge paths held the same CLIP when each was measured (a folder re-shipped "
                              "since; check the weights' bytes first): compare as one judge")
+    parser.add_argument("--paired", action="store_true",
+                        help="judge (2) and (3) by the paired test on the same items instead of a one-item margin")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test")
     args = parser.parse_args()
     b, c = figures(args.baseline), figures(args.candidate)
     if args.same_judge:
@@ -80,11 +104,17 @@ def main() -> int:
     everyday = [(over, c["everyday"] >= b["everyday"] - c["seeds"] // 3)] if c["seeds"] >= 12 else [
         (f"(1) everyday at seed 0: {b['seed0']} -> {c['seed0']}", c["seed0"] >= b["seed0"] - 1),
         (over, c["everyday"] >= b["everyday"] - 2)]
-    checks = [
-        *everyday,
+    if args.paired and shares:
+        sys.exit("compare_pipelines.py: --paired compares hits, which needs one judge for both (JUDGE=...)")
+    retags = [paired_check("(2) text re-tag", b["text_hits"], c["text_hits"], args.alpha),
+              paired_check("(3) reconstruction re-tag", b["recon_hits"], c["recon_hits"], args.alpha)
+              ] if args.paired else [
         (f"(2) text re-tag{what}: {text['b']:.3f} -> {text['c']:.3f}", text["c"] >= text["b"] - one_prompt - 1e-9),
         (f"(3) reconstruction re-tag{what}: {recon['b']:.3f} -> {recon['c']:.3f}",
-         recon["c"] >= recon["b"] - one_image - 1e-9),
+         recon["c"] >= recon["b"] - one_image - 1e-9)]
+    checks = [
+        *everyday,
+        *retags,
         (f"(5) copy distance: {b['copy']:.4f} -> {c['copy']:.4f}", c["copy"] >= args.copy_floor),
     ]
     scored_variations = bool(b["variations"] and c["variations"])

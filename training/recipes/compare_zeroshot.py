@@ -22,23 +22,17 @@ import argparse
 import json
 import sys
 
-
-def sign_test(wins: int, losses: int) -> float:
-    """P(at least `wins` of the wins + losses discordant images go the candidate's way | no difference): the exact
-    McNemar test, one-sided."""
-    from scipy.stats import binomtest
-
-    return binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+from multimodal_train.paired import discordant, sign_test
 
 
-def discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
+def set_discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
     """Images of set `name` that only the candidate gets right, and those only the baseline gets right."""
     b, c = base.get("top1_hits"), cand.get("top1_hits")
     if b is None or c is None:
         sys.exit(f"compare_zeroshot.py: set {name!r} has no per-image hits; re-run multimodal eval zeroshot --out")
     if set(b) != set(c) or len(b) != base["num_samples"]:
         sys.exit(f"compare_zeroshot.py: set {name!r} was not measured on the same images by both reports")
-    return sum(c[k] > b[k] for k in b), sum(c[k] < b[k] for k in b)
+    return discordant(b, c)
 
 
 def read_reports(paths: str) -> dict:
@@ -79,7 +73,7 @@ def main() -> int:
     for name, b in base.items():
         n, before, after = b["num_samples"], 100 * b["top1"], 100 * cand[name]["top1"]
         if args.paired:
-            wins, losses = discordant(b, cand[name], name)
+            wins, losses = set_discordant(b, cand[name], name)
             if improve and name not in improve:
                 rest_won, rest_lost = rest_won + wins, rest_lost + losses
             else:
