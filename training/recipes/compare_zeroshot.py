@@ -30,9 +30,12 @@ def set_discordant(base: dict, cand: dict, name: str) -> tuple[int, int]:
     b, c = base.get("top1_hits"), cand.get("top1_hits")
     if b is None or c is None:
         sys.exit(f"compare_zeroshot.py: set {name!r} has no per-image hits; re-run multimodal eval zeroshot --out")
-    if set(b) != set(c) or len(b) != base["num_samples"]:
+    try:
+        if len(b) != base["num_samples"]:
+            raise ValueError(f"{len(b)} hits for {base['num_samples']} images")
+        return discordant(b, c)  # raises ValueError where the two reports scored different images
+    except ValueError:
         sys.exit(f"compare_zeroshot.py: set {name!r} was not measured on the same images by both reports")
-    return discordant(b, c)
 
 
 def read_reports(paths: str) -> dict:
