@@ -217,6 +217,8 @@ def test_compare_zeroshot_paired_rule(tmp_path):
     del stripped["results"]["big"]["top1_hits"]
     unpaired.write_text(json.dumps(stripped))
     assert "no per-image hits" in judge_zeroshot(base, unpaired, "--paired").stderr
+    other = report("other.json", big=[1] * 50 + [0] * 149, small=[1] * 20 + [0] * 30)  # one image fewer
+    assert "not measured on the same images" in judge_zeroshot(base, other, "--paired").stderr
     # --improve: the photos must gain pooled; the rest, read from a second report, must only not lose pooled
     photos = report("photos.json", photo=[1] * 10 + [0] * 40)
     better = report("better.json", photo=[1] * 10 + [1] * 8 + [0] * 32)  # +8 of 50: p = 0.004
